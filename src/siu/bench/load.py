@@ -1,0 +1,732 @@
+"""Reading a benchmark directory into the typed records of :mod:`siu.bench.schema`.
+
+One reader serves both the loader and the validator: it checks every field and records a
+:class:`Problem` for each deviation instead of stopping. :func:`load_benchmark` refuses a benchmark
+with any error, so downstream code can trust every type; :mod:`siu.bench.validate` lists them all
+and also decodes the images, which loading never does because it is slow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+from PIL import Image
+
+from siu.bench.images import BenchFileError, open_image, resolve_inside
+from siu.bench.schema import (
+    CATEGORIES,
+    FORMAT_NAME,
+    QA,
+    Concept,
+    Fact,
+    ImageRecord,
+    Manifest,
+    PromptType,
+    RecognitionPrompt,
+    SpecificityItem,
+)
+from siu.errors import BenchmarkError
+
+MANIFEST_FILE = "manifest.json"
+CONCEPTS_DIR = "concepts"
+CONCEPT_FILE = "concept.json"
+SUPPORTED_VERSIONS = (1,)
+MMUBENCH_MIN_IMAGES = 50  # the paper has at least 50 images per concept
+MAX_SPECIAL_TOKENS = 10  # MMUBench uses 4-5; many more dilutes C-Dis
+PROMPT_TYPES = ("name", "yesno")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One deviation from the format: benchmark-relative file, field path inside it, explanation."""
+
+    file: str
+    field: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.field}" if self.field else self.file
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{where}: {prefix}{self.message}"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image that a benchmark names, with where it is named (for the validator's messages)."""
+
+    file: str  # the JSON file that names it, relative to the benchmark root
+    field: str
+    path: Path
+    concept: str | None = None  # slug, or None for specificity images
+    forget: bool = False
+
+
+@dataclass
+class Benchmark:
+    root: Path
+    manifest: Manifest
+    concepts: list[Concept]
+    specificity: list[SpecificityItem] = dataclasses.field(default_factory=list)
+
+    def concept(self, name_or_slug: str) -> Concept:
+        """The concept whose name, alias or folder name is ``name_or_slug`` (case-insensitive)."""
+        wanted = _norm(name_or_slug)
+        for concept in self.concepts:
+            if wanted in {_norm(s) for s in (*concept.names, concept.slug)}:
+                return concept
+        known: dict[str, str] = {}
+        for concept in self.concepts:
+            for spelling in (*concept.names, concept.slug):
+                known.setdefault(_norm(spelling), concept.name)
+        close = difflib.get_close_matches(wanted, list(known), n=5, cutoff=0.6)
+        suggestions = list(dict.fromkeys(known[c] for c in close))
+        if suggestions:
+            raise BenchmarkError(f"unknown concept {name_or_slug!r}; did you mean: {', '.join(suggestions)}?")
+        names = [c.name for c in self.concepts]
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in total)" if len(names) > 8 else "")
+        raise BenchmarkError(f"unknown concept {name_or_slug!r}; available: {shown or 'none'}")
+
+    def concept_dir(self, concept: Concept) -> Path:
+        return self.root / CONCEPTS_DIR / concept.slug
+
+    def image_path(self, concept: Concept, record: ImageRecord) -> Path:
+        return resolve_inside(self.concept_dir(concept), record.file)
+
+    def load_image(self, concept: Concept, record: ImageRecord) -> Image.Image:
+        return open_image(self.image_path(concept, record))
+
+    def specificity_image_path(self, item: SpecificityItem) -> Path:
+        return resolve_inside(self.root, item.image)
+
+    def load_specificity_image(self, item: SpecificityItem) -> Image.Image:
+        return open_image(self.specificity_image_path(item))
+
+    @property
+    def num_images(self) -> int:
+        return sum(len(c.images) for c in self.concepts)
+
+
+@dataclass
+class Reading:
+    """What :func:`read_benchmark` found: the records that parsed, every problem, every image named."""
+
+    benchmark: Benchmark | None
+    problems: list[Problem]
+    images: list[ImageRef]
+
+
+def load_benchmark(path: str | Path) -> Benchmark:
+    """Read a benchmark directory (or its ``manifest.json``); raise :class:`BenchmarkError` on any error.
+
+    Warnings (such as fewer than 50 images per concept) do not stop loading. Images are not decoded.
+    """
+    if not Path(path).exists():
+        raise BenchmarkError(f"benchmark directory {path} not found")
+    reading = read_benchmark(path)
+    errors = [p for p in reading.problems if p.severity == "error"]
+    if errors or reading.benchmark is None:
+        more = ""
+        if len(errors) > 1:
+            more = f" (and {len(errors) - 1} more; `siu bench validate {path}` lists them all)"
+        first = errors[0] if errors else "unreadable"
+        raise BenchmarkError(f"benchmark {path}: {first}{more}")
+    return reading.benchmark
+
+
+def read_benchmark(path: str | Path) -> Reading:
+    """Read and check everything but image contents, collecting problems instead of raising."""
+    root = Path(path)
+    if root.name == MANIFEST_FILE and root.is_file():
+        root = root.parent
+    problems: list[Problem] = []
+    images: list[ImageRef] = []
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "not found"
+        problems.append(Problem(str(root), "", f"benchmark directory {what}"))
+        return Reading(None, problems, images)
+    manifest_doc = _Doc(MANIFEST_FILE, problems)
+    if not (root / MANIFEST_FILE).is_file():
+        manifest_doc.error(
+            "", "file not found (a benchmark directory holds manifest.json; see docs/FORMAT.md)"
+        )
+        return Reading(None, problems, images)
+    data = manifest_doc.read(root / MANIFEST_FILE)
+    if data is _INVALID:
+        return Reading(None, problems, images)
+    manifest, specificity_explicit, listed = _parse_manifest(manifest_doc, data)
+    if manifest is None:
+        return Reading(None, problems, images)
+
+    concepts: list[Concept] = []
+    for index, slug in listed:
+        concept = _read_concept(root, slug, index, manifest_doc, problems, images)
+        if concept is not None:
+            concepts.append(concept)
+    _check_unlisted_folders(root, manifest.concepts, problems)
+    _check_unique_names(concepts, problems)
+    specificity = _read_specificity(root, manifest, specificity_explicit, manifest_doc, problems, images)
+    return Reading(Benchmark(root, manifest, concepts, specificity), problems, images)
+
+
+def write_benchmark_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically; identical data gives byte-identical files.
+
+    The text goes to a temporary file in the same directory, is fsynced and then renamed over
+    ``path``, so a reader never sees half a file, even after a crash.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600, too strict for a shared data set
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # persist the rename itself (POSIX only)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+# --- reading and type checks -------------------------------------------------------------------
+
+_INVALID: Any = object()  # "no usable value"; JSON null is a value, so None cannot say this
+_MISSING: Any = object()
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+class _Doc:
+    """Type checks for one JSON file. Every deviation becomes a Problem and checking carries on;
+    getters return a value of the right type either way, and ``errors`` tells whether one failed."""
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        self.errors = 0
+
+    def error(self, field: str, message: str) -> None:
+        self.problems.append(Problem(self.file, field, message))
+        self.errors += 1
+
+    def warn(self, field: str, message: str) -> None:
+        self.problems.append(Problem(self.file, field, message, "warning"))
+
+    def read(self, path: Path) -> Any:
+        try:
+            text = path.read_bytes().decode("utf-8-sig")  # tolerate the BOM some editors write
+        except OSError as err:
+            self.error("", f"cannot read file ({err.strerror or err})")
+            return _INVALID
+        except UnicodeDecodeError as err:
+            self.error("", f"not UTF-8 text (byte {err.start})")
+            return _INVALID
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            self.error("", f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}")
+            return _INVALID
+        except (ValueError, RecursionError) as err:  # e.g. an integer with thousands of digits
+            self.error("", f"invalid JSON ({err})")
+            return _INVALID
+
+    def text(self, obj: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+        """A non-empty string; required unless ``default`` is given."""
+        value = obj.get(key, _MISSING)
+        field = _join(where, key)
+        if value is _MISSING:
+            if default is None:
+                self.error(field, "missing required field")
+                return ""
+            return default
+        if not isinstance(value, str):
+            self.error(field, f"expected a string, got {_kind(value)}")
+            return ""
+        if not value.strip():
+            self.error(field, "must not be empty")
+        return value
+
+    def optional_text(self, obj: dict[str, Any], key: str, where: str) -> str | None:
+        value = obj.get(key)
+        if value is None or isinstance(value, str):
+            return value
+        self.error(_join(where, key), f"expected a string or null, got {_kind(value)}")
+        return None
+
+    def flag(self, obj: dict[str, Any], key: str, where: str) -> bool:
+        value = obj.get(key, False)
+        if not isinstance(value, bool):
+            self.error(_join(where, key), f"expected true or false, got {_kind(value)}")
+            return False
+        return value
+
+    def strings(
+        self, obj: dict[str, Any], key: str, where: str, *, required: bool, nonempty: bool
+    ) -> list[str]:
+        """A list of non-empty strings; ``nonempty`` also requires at least one entry."""
+        value = obj.get(key, _MISSING)
+        field = _join(where, key)
+        if value is _MISSING:
+            if required:
+                self.error(field, "missing required field")
+            return []
+        if not isinstance(value, list):
+            self.error(field, f"expected a list of strings, got {_kind(value)}")
+            return []
+        if nonempty and not value:
+            self.error(field, "must not be empty")
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                got = "an empty string" if isinstance(item, str) else _kind(item)
+                self.error(f"{field}[{i}]", f"expected a non-empty string, got {got}")
+            else:
+                out.append(item)
+        return out
+
+    def items(
+        self,
+        obj: dict[str, Any],
+        key: str,
+        parse: Callable[[dict[str, Any], str], T | None],
+        *,
+        required: bool,
+        label: str | None = None,
+    ) -> tuple[list[tuple[int, T]], bool]:
+        """Parse a list of objects; return (index, record) pairs and whether every entry parsed.
+
+        ``label`` names the list in field paths when that is not ``key`` (a top-level list has "").
+        """
+        label = key if label is None else label
+        value = obj.get(key, _MISSING)
+        if value is _MISSING:
+            if required:
+                self.error(key, "missing required field")
+            return [], not required
+        if not isinstance(value, list):
+            self.error(key, f"expected a list of objects, got {_kind(value)}")
+            return [], False
+        out: list[tuple[int, T]] = []
+        for i, item in enumerate(value):
+            where = f"{label}[{i}]"
+            if not isinstance(item, dict):
+                self.error(where, f"expected an object, got {_kind(item)}")
+                continue
+            before = self.errors
+            parsed = parse(item, where)
+            if parsed is not None and self.errors == before:
+                out.append((i, parsed))
+        return out, len(out) == len(value)
+
+    def unknown(self, obj: dict[str, Any], where: str, allowed: Iterable[str]) -> None:
+        """Warn about keys the format does not define: usually a typo that silently loses data."""
+        allowed = list(allowed)
+        for key in obj:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                self.warn(_join(where, key), f"unknown field (ignored){hint}")
+
+
+def _field_names(cls: type, *, drop: tuple[str, ...] = ()) -> list[str]:
+    return [f.name for f in fields(cls) if f.name not in drop]
+
+
+def _parse_manifest(doc: _Doc, data: Any) -> tuple[Manifest | None, bool, list[tuple[int, str]]]:
+    """The manifest (None if this is not a benchmark of this format at all), whether it names its
+    specificity file explicitly, and the usable concept folders with their index in ``concepts``."""
+    if not isinstance(data, dict):
+        doc.error("", f"expected a JSON object, got {_kind(data)}")
+        return None, False, []
+    fmt = data.get("format", _MISSING)
+    if fmt is _MISSING:
+        doc.error("format", f'missing required field (must be "{FORMAT_NAME}")')
+    elif fmt != FORMAT_NAME:
+        # Another format: checking its fields against ours would only produce noise.
+        doc.error("format", f'expected "{FORMAT_NAME}", got {json.dumps(fmt)}')
+        return None, False, []
+    version = data.get("version", _MISSING)
+    supported = ", ".join(map(str, SUPPORTED_VERSIONS))
+    if version is _MISSING:
+        doc.error("version", f"missing required field (supported: {supported})")
+    elif not isinstance(version, int) or isinstance(version, bool):
+        doc.error("version", f"expected an integer, got {_kind(version)}")
+        return None, False, []
+    elif version not in SUPPORTED_VERSIONS:
+        doc.error("version", f"unsupported version {version}; this siu reads version {supported}")
+        return None, False, []
+
+    name = doc.text(data, "name", "")
+    doc.strings(data, "concepts", "", required=True, nonempty=True)  # reports bad entries
+    description = doc.optional_text(data, "description", "") or ""
+    languages = doc.strings(data, "languages", "", required=False, nonempty=False) or ["en"]
+    specificity_explicit = "specificity" in data
+    specificity = doc.optional_text(data, "specificity", "") if specificity_explicit else "specificity.json"
+    generator = data.get("generator")
+    if generator is not None and not isinstance(generator, dict):
+        doc.error("generator", f"expected an object or null, got {_kind(generator)}")
+        generator = None
+    doc.unknown(data, "", _field_names(Manifest))
+
+    seen: dict[str, int] = {}
+    usable: list[tuple[int, str]] = []
+    raw = data.get("concepts")
+    for i, slug in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(slug, str) or not slug.strip():
+            continue  # already reported by strings()
+        field = f"concepts[{i}]"
+        if slug in (".", "..") or "/" in slug or "\\" in slug or slug.startswith("."):
+            doc.error(field, f"{slug!r} is not a plain folder name under concepts/")
+            continue
+        key = slug.casefold()  # folders differing only in case collide on macOS and Windows
+        if key in seen:
+            doc.error(field, f"concept folder {slug!r} is listed twice (also concepts[{seen[key]}])")
+            continue
+        seen[key] = i
+        usable.append((i, slug))
+    manifest = Manifest(
+        name=name,
+        concepts=[slug for _, slug in usable],
+        format=FORMAT_NAME,
+        version=version if isinstance(version, int) else SUPPORTED_VERSIONS[-1],
+        description=description,
+        languages=languages,
+        specificity=specificity,
+        generator=generator,
+    )
+    return manifest, specificity_explicit, usable
+
+
+def _read_concept(
+    root: Path, slug: str, index: int, manifest_doc: _Doc, problems: list[Problem], images: list[ImageRef]
+) -> Concept | None:
+    folder = root / CONCEPTS_DIR / slug
+    try:
+        resolve_inside(root / CONCEPTS_DIR, slug)
+    except BenchFileError as err:
+        manifest_doc.error(f"concepts[{index}]", err.reason)
+        return None
+    if not folder.is_dir():
+        manifest_doc.error(f"concepts[{index}]", f"concept folder {CONCEPTS_DIR}/{slug} not found")
+        return None
+    rel = f"{CONCEPTS_DIR}/{slug}/{CONCEPT_FILE}"
+    doc = _Doc(rel, problems)
+    if not (folder / CONCEPT_FILE).is_file():
+        doc.error("", "file not found (every concept folder holds concept.json)")
+        return None
+    data = doc.read(folder / CONCEPT_FILE)
+    if data is _INVALID:
+        return None
+    if not isinstance(data, dict):
+        doc.error("", f"expected a JSON object, got {_kind(data)}")
+        return None
+    return _parse_concept(doc, data, slug, folder, images)
+
+
+def _parse_concept(doc: _Doc, data: dict[str, Any], slug: str, folder: Path, refs: list[ImageRef]) -> Concept:
+    name = doc.text(data, "name", "")
+    aliases = doc.strings(data, "aliases", "", required=False, nonempty=False)
+    category = doc.text(data, "category", "")
+    if category.strip() and category not in CATEGORIES:
+        close = difflib.get_close_matches(category.casefold(), CATEGORIES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        doc.error(
+            "category", f"unknown category {category!r}; expected one of: {', '.join(CATEGORIES)}{hint}"
+        )
+    names = [n for n in (name, *aliases) if n.strip()]
+
+    facts, _ = doc.items(data, "facts", lambda o, w: _parse_fact(doc, o, w), required=False)
+    special_tokens = doc.strings(data, "special_tokens", "", required=True, nonempty=True)
+    images, images_complete = doc.items(data, "images", lambda o, w: _parse_image(doc, o, w), required=True)
+    recognition, _ = doc.items(
+        data, "recognition_prompts", lambda o, w: _parse_prompt(doc, o, w, names), required=True
+    )
+    multilingual, _ = doc.items(
+        data, "multilingual_prompts", lambda o, w: _parse_prompt(doc, o, w, names), required=False
+    )
+    multihop, _ = doc.items(data, "multihop", lambda o, w: _parse_qa(doc, o, w), required=False)
+    fact_questions, _ = doc.items(data, "fact_questions", lambda o, w: _parse_qa(doc, o, w), required=False)
+    appearance = doc.optional_text(data, "appearance", "")
+    doc.unknown(data, "", _field_names(Concept, drop=("slug",)))
+
+    # Rules beyond types.
+    seen_names: dict[str, str] = {}
+    for field, spelling in [("name", name), *((f"aliases[{i}]", a) for i, a in enumerate(aliases))]:
+        key = _norm(spelling)
+        if key and key in seen_names:
+            doc.warn(field, f"{spelling!r} repeats {seen_names[key]}")
+        elif key:
+            seen_names[key] = field
+    if isinstance(data.get("recognition_prompts"), list) and not data["recognition_prompts"]:
+        doc.error("recognition_prompts", "must not be empty (efficacy and generality are measured with them)")
+    if len(special_tokens) > MAX_SPECIAL_TOKENS:
+        doc.warn(
+            "special_tokens",
+            f"{len(special_tokens)} tokens; MMUBench uses 4-5 (at most {MAX_SPECIAL_TOKENS})",
+        )
+    for key, purpose in (
+        ("multilingual_prompts", "the multilingual jailbreak"),
+        ("multihop", "the multi-hop jailbreak"),
+        ("fact_questions", "membership inference"),
+    ):
+        if not data.get(key):
+            doc.warn(key, f"none given; {purpose} cannot be measured for this concept")
+    _check_images(doc, images, images_complete, slug, folder, refs)
+
+    return Concept(
+        name=name,
+        aliases=aliases,
+        category=category,
+        facts=[f for _, f in facts],
+        special_tokens=special_tokens,
+        images=[img for _, img in images],
+        recognition_prompts=[p for _, p in recognition],
+        multilingual_prompts=[p for _, p in multilingual],
+        multihop=[q for _, q in multihop],
+        fact_questions=[q for _, q in fact_questions],
+        appearance=appearance,
+        slug=slug,
+    )
+
+
+def _check_images(
+    doc: _Doc,
+    images: list[tuple[int, ImageRecord]],
+    complete: bool,
+    slug: str,
+    folder: Path,
+    refs: list[ImageRef],
+) -> None:
+    if complete:  # counting a partly broken list would report errors that are not there
+        forget = [i for i, img in images if img.forget]
+        if not forget:
+            doc.error("images", "no image has forget=true; exactly one must be the forget image")
+        elif len(forget) > 1:
+            listed = ", ".join(f"images[{i}]" for i in forget)
+            doc.error("images", f"{len(forget)} images have forget=true ({listed}); exactly one must")
+        if len(images) < 2:
+            doc.error(
+                "images", f"{len(images)} image(s); at least 2 are needed (the forget image and a test image)"
+            )
+        elif len(images) < MMUBENCH_MIN_IMAGES:
+            doc.warn(
+                "images",
+                f"only {len(images)} images; MMUBench has at least {MMUBENCH_MIN_IMAGES} per concept",
+            )
+    seen: dict[Path, int] = {}
+    for i, img in images:
+        field = f"images[{i}].file"
+        try:
+            path = resolve_inside(folder, img.file)
+        except BenchFileError as err:
+            doc.error(field, err.reason)
+            continue
+        if path in seen:
+            doc.error(field, f"same file as images[{seen[path]}]; each image is listed once")
+            continue
+        seen[path] = i
+        refs.append(ImageRef(doc.file, field, path, slug, img.forget))
+
+
+def _parse_fact(doc: _Doc, obj: dict[str, Any], where: str) -> Fact:
+    doc.unknown(obj, where, _field_names(Fact))
+    return Fact(
+        key=doc.text(obj, "key", where),
+        question=doc.text(obj, "question", where),
+        answer=doc.text(obj, "answer", where),
+        value=doc.text(obj, "value", where),
+    )
+
+
+def _parse_image(doc: _Doc, obj: dict[str, Any], where: str) -> ImageRecord:
+    doc.unknown(obj, where, _field_names(ImageRecord))
+    return ImageRecord(
+        file=doc.text(obj, "file", where),
+        forget=doc.flag(obj, "forget", where),
+        description=doc.optional_text(obj, "description", where),
+    )
+
+
+def _parse_prompt(doc: _Doc, obj: dict[str, Any], where: str, names: list[str]) -> RecognitionPrompt:
+    doc.unknown(obj, where, _field_names(RecognitionPrompt))
+    prompt = doc.text(obj, "prompt", where)
+    kind = doc.text(obj, "type", where)
+    targets = doc.strings(obj, "targets", where, required=True, nonempty=True)
+    language = doc.text(obj, "language", where, default="en")
+    heldout = doc.flag(obj, "heldout", where)
+    keys = {_norm(t) for t in targets}
+    if kind.strip() and kind not in PROMPT_TYPES:
+        doc.error(_join(where, "type"), f"expected 'name' or 'yesno', got {kind!r}")
+    elif kind == "yesno" and targets and "yes" not in keys:
+        doc.error(_join(where, "targets"), "a yesno prompt's targets must include 'yes'")
+    elif kind == "name" and targets and names and not keys & {_norm(n) for n in names}:
+        doc.error(
+            _join(where, "targets"), "a name prompt's targets must include the concept's name or an alias"
+        )
+    return RecognitionPrompt(
+        prompt=prompt, type=cast(PromptType, kind), targets=targets, language=language, heldout=heldout
+    )
+
+
+def _parse_qa(doc: _Doc, obj: dict[str, Any], where: str) -> QA:
+    doc.unknown(obj, where, _field_names(QA))
+    return QA(
+        question=doc.text(obj, "question", where),
+        answers=doc.strings(obj, "answers", where, required=True, nonempty=True),
+        key=doc.optional_text(obj, "key", where),
+        heldout=doc.flag(obj, "heldout", where),
+    )
+
+
+def _check_unlisted_folders(root: Path, listed: list[str], problems: list[Problem]) -> None:
+    folder = root / CONCEPTS_DIR
+    if not folder.is_dir():
+        return
+    known = {s.casefold() for s in listed}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir() and not entry.name.startswith(".") and entry.name.casefold() not in known:
+            problems.append(
+                Problem(
+                    f"{CONCEPTS_DIR}/{entry.name}",
+                    "",
+                    "folder not listed in manifest.json; ignored",
+                    "warning",
+                )
+            )
+
+
+def _check_unique_names(concepts: list[Concept], problems: list[Problem]) -> None:
+    """A name or alias must identify one concept: matching an answer to a concept depends on it.
+
+    Names are registered before aliases, so a clash between a name and an alias is reported at the
+    alias, which is what usually needs to change.
+    """
+    owner: dict[str, tuple[Concept, str]] = {}
+    spellings = [(c, "name", c.name) for c in concepts]
+    spellings += [(c, f"aliases[{i}]", a) for c in concepts for i, a in enumerate(c.aliases)]
+    for concept, where, spelling in spellings:
+        key = _norm(spelling)
+        if not key:
+            continue
+        if key in owner and owner[key][0] is not concept:
+            other, other_field = owner[key]
+            what = "the name" if other_field == "name" else "an alias"
+            problems.append(
+                Problem(
+                    f"{CONCEPTS_DIR}/{concept.slug}/{CONCEPT_FILE}",
+                    where,
+                    f"{spelling!r} is also {what} of concept {other.name!r} ({CONCEPTS_DIR}/{other.slug})",
+                )
+            )
+        else:
+            owner.setdefault(key, (concept, where))
+
+
+def _read_specificity(
+    root: Path,
+    manifest: Manifest,
+    explicit: bool,
+    manifest_doc: _Doc,
+    problems: list[Problem],
+    refs: list[ImageRef],
+) -> list[SpecificityItem]:
+    if manifest.specificity is None or not manifest.specificity.strip():
+        return []
+    try:
+        path = resolve_inside(root, manifest.specificity)
+    except BenchFileError as err:
+        manifest_doc.error("specificity", err.reason)
+        return []
+    rel = manifest.specificity
+    if not path.is_file():
+        if explicit:
+            manifest_doc.error("specificity", f"file {rel} not found (set null if there is none)")
+        else:
+            manifest_doc.warn(
+                "specificity", f"no {rel}; the specificity metric is skipped (set null to say so explicitly)"
+            )
+        return []
+    doc = _Doc(rel, problems)
+    data = doc.read(path)
+    if data is _INVALID:
+        return []
+    # The canonical form is a list; an object with an "items" list leaves room for metadata.
+    wrapper = isinstance(data, dict)
+    if wrapper:
+        doc.unknown(data, "", ["items", "description"])
+        data = data.get("items", _MISSING)
+        if data is _MISSING:
+            doc.error("items", "missing required field")
+            return []
+    if not isinstance(data, list):
+        doc.error("items" if wrapper else "", f"expected a list of objects, got {_kind(data)}")
+        return []
+    parsed, _ = doc.items(
+        {"items": data},
+        "items",
+        lambda o, w: _parse_specificity(doc, o, w),
+        required=True,
+        label="items" if wrapper else "",
+    )
+    items = []
+    for i, item in parsed:
+        field = f"items[{i}].image" if wrapper else f"[{i}].image"
+        try:
+            image = resolve_inside(root, item.image)
+        except BenchFileError as err:
+            doc.error(field, err.reason)
+            continue
+        refs.append(ImageRef(rel, field, image))
+        items.append(item)
+    return items
+
+
+def _parse_specificity(doc: _Doc, obj: dict[str, Any], where: str) -> SpecificityItem:
+    doc.unknown(obj, where, _field_names(SpecificityItem))
+    return SpecificityItem(
+        image=doc.text(obj, "image", where),
+        question=doc.text(obj, "question", where),
+        answers=doc.strings(obj, "answers", where, required=True, nonempty=True),
+        kind=doc.text(obj, "kind", where, default="vqa"),
+    )

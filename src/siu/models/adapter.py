@@ -1,0 +1,352 @@
+"""One adapter over Hugging Face image-text-to-text models.
+
+Everything that differs between model families (chat templates, how the processor expands an image
+placeholder into image tokens, how vision tensors batch) is handled here and nowhere else.
+
+Labels and target-phrase masks are computed from *character spans* of the rendered conversation,
+shifted by the processor's own record of how far each image placeholder grew
+(``return_text_replacement_offsets``) and mapped to tokens through the tokenizer's offset mapping.
+They therefore stay aligned however many image tokens a placeholder becomes — the defect of the
+SIU authors' code, which sliced masks to the text length.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from siu.errors import ModelError
+
+
+@dataclass
+class Sample:
+    """One conversation turn: an optional image, a prompt and (for training/scoring) an answer.
+
+    ``target_phrase`` marks a span of the answer (e.g. the fictitious name) whose tokens get
+    ``target_mask = True``.
+    """
+
+    prompt: str
+    answer: str = ""
+    image: Image.Image | None = None
+    target_phrase: str | None = None
+
+
+@dataclass
+class Encoded:
+    """One encoded sample before padding."""
+
+    input_ids: list[int]
+    labels: list[int]  # -100 outside the answer
+    target_mask: list[bool]
+    vision: dict[str, torch.Tensor]  # pixel_values and friends, empty for text-only samples
+    # Per-token modality (0 text, 1 image, 2 video) from processors that return it (Qwen2-VL family):
+    # their models need it for M-RoPE positions and refuse images without it, so it is padded like text.
+    mm_token_type_ids: list[int] | None = None
+
+
+IGNORE_INDEX = -100
+_TEXT_KEYS = ("input_ids", "attention_mask", "labels", "target_mask")
+
+
+def _family(model_type: str) -> str:
+    if model_type in ("idefics3", "smolvlm", "idefics2"):
+        return "idefics"
+    if model_type.startswith("qwen"):
+        return "qwen"
+    return "default"
+
+
+class VLM:
+    """A loaded vision-language model with its processor."""
+
+    def __init__(self, model: Any, processor: Any, path: str | None = None) -> None:
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.path = path
+        self.family = _family(getattr(model.config, "model_type", ""))
+        if self.tokenizer.pad_token_id is None:
+            # Some chat models ship no pad token; padding positions are masked, so EOS serves.
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        dtype: torch.dtype | str | None = None,
+        device: str | torch.device | None = None,
+        trust_remote_code: bool = False,
+    ) -> VLM:
+        """Load a model and its processor from a local directory (or a hub id the machine can reach)."""
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        spath = str(path)
+        local = Path(spath)
+        if local.exists() and not (local / "config.json").is_file():
+            raise ModelError(f"{spath}: not a Hugging Face model directory (no config.json)")
+        if not local.exists() and (spath.startswith((".", "/", "~")) or spath.count("/") != 1):
+            raise ModelError(f"{spath}: no such model directory")
+        try:
+            processor = AutoProcessor.from_pretrained(spath, trust_remote_code=trust_remote_code)
+            model = AutoModelForImageTextToText.from_pretrained(
+                spath, dtype=dtype if dtype is not None else "auto", trust_remote_code=trust_remote_code
+            )
+        except (OSError, ValueError, KeyError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"{spath}: cannot load model or processor: {first}") from err
+        if not hasattr(processor, "tokenizer") or not hasattr(processor, "image_processor"):
+            raise ModelError(
+                f"{spath}: the processor is not an image-text processor ({type(processor).__name__})"
+            )
+        if device is not None:
+            model.to(device)
+        model.eval()
+        return cls(model, processor, spath)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    # ------------------------------------------------------------------ rendering
+    def messages(self, sample: Sample, with_answer: bool) -> list[dict[str, Any]]:
+        content: list[dict[str, Any]] = []
+        if sample.image is not None:
+            content.append({"type": "image"})
+        content.append({"type": "text", "text": sample.prompt})
+        msgs: list[dict[str, Any]] = [{"role": "user", "content": content}]
+        if with_answer:
+            msgs.append({"role": "assistant", "content": [{"type": "text", "text": sample.answer}]})
+        return msgs
+
+    def render_prompt(self, sample: Sample) -> str:
+        return self.processor.apply_chat_template(
+            self.messages(sample, with_answer=False), tokenize=False, add_generation_prompt=True
+        )
+
+    def render(self, sample: Sample) -> tuple[str, tuple[int, int], tuple[int, int] | None]:
+        """Render prompt+answer; return the text, the answer turn's char span, the target phrase's span."""
+        prompt = self.render_prompt(sample)
+        full = self.processor.apply_chat_template(self.messages(sample, with_answer=True), tokenize=False)
+        if full.startswith(prompt) and sample.answer in full[len(prompt) :]:
+            start = full.index(sample.answer, len(prompt))
+        else:  # templates whose generation prompt differs from the rendered turn header
+            start = full.rfind(sample.answer)
+            if start < 0 or not sample.answer:
+                raise ModelError("the chat template did not reproduce the answer text; cannot place labels")
+        # The supervised span runs from the end of the generation prompt (so a separator such as the
+        # space before the answer, if the tokenizer splits it off, is learned too) to the end of the
+        # assistant turn (so end-of-turn tokens are learned).
+        end = len(full.rstrip())
+        label_start = len(prompt) if full.startswith(prompt) and len(prompt) <= start else start
+        target = None
+        if sample.target_phrase:
+            offset = sample.answer.find(sample.target_phrase)
+            if offset < 0:
+                raise ValueError(f"target phrase {sample.target_phrase!r} not in answer {sample.answer!r}")
+            target = (start + offset, start + offset + len(sample.target_phrase))
+        return full, (label_start, end), target
+
+    # ------------------------------------------------------------------ encoding
+    def _process(self, text: str, image: Image.Image | None, offsets: bool) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
+        if image is not None:
+            kwargs["images"] = [[image]] if self.family == "idefics" else [image]
+        if offsets:
+            kwargs["return_offsets_mapping"] = True
+            kwargs["return_text_replacement_offsets"] = True
+        return self.processor(**kwargs)
+
+    def encode_one(self, sample: Sample) -> Encoded:
+        text, (a0, a1), target = self.render(sample)
+        out = self._process(text, sample.image, offsets=True)
+        ids: list[int] = out["input_ids"][0].tolist()
+        offsets: list[tuple[int, int]] = [(int(a), int(b)) for a, b in out["offset_mapping"][0].tolist()]
+        repl = (out.get("text_replacement_offsets") or [[]])[0]
+        ends = [r["span"][1] for r in repl]
+        gained = [0]
+        for r in repl:
+            gained.append(gained[-1] + (r["new_span"][1] - r["new_span"][0]) - (r["span"][1] - r["span"][0]))
+
+        def shift(c: int) -> int:
+            return c + gained[bisect.bisect_right(ends, c)]
+
+        def covered(span: tuple[int, int]) -> list[bool]:
+            s, e = shift(span[0]), shift(span[1] - 1) + 1
+            return [ts < e and te > s and te > ts for ts, te in offsets]
+
+        answer_mask = covered((a0, a1))
+        labels = [t if m else IGNORE_INDEX for t, m in zip(ids, answer_mask, strict=True)]
+        target_mask = covered(target) if target else [False] * len(ids)
+        if target is not None and not any(target_mask):
+            raise ModelError(f"target phrase {sample.target_phrase!r} covers no token after encoding")
+        return Encoded(ids, labels, target_mask, _vision_tensors(out), _token_types(out))
+
+    def encode_prompt(self, sample: Sample) -> Encoded:
+        """Encode a prompt for generation (no answer, no labels)."""
+        out = self._process(self.render_prompt(sample), sample.image, offsets=False)
+        ids = out["input_ids"][0].tolist()
+        return Encoded(
+            ids, [IGNORE_INDEX] * len(ids), [False] * len(ids), _vision_tensors(out), _token_types(out)
+        )
+
+    def collate(self, items: Sequence[Encoded], padding_side: str = "right") -> dict[str, torch.Tensor]:
+        """Pad text tensors and batch vision tensors the way this model family expects."""
+        width = max(len(it.input_ids) for it in items)
+        pad = self.tokenizer.pad_token_id
+        batch: dict[str, list[list[Any]]] = {k: [] for k in (*_TEXT_KEYS, "mm_token_type_ids")}
+        for it in items:
+            n = width - len(it.input_ids)
+
+            def padded(seq: list[Any], fill: Any, n: int = n) -> list[Any]:
+                return [fill] * n + seq if padding_side == "left" else seq + [fill] * n
+
+            batch["input_ids"].append(padded(it.input_ids, pad))
+            batch["attention_mask"].append(padded([1] * len(it.input_ids), 0))
+            batch["labels"].append(padded(it.labels, IGNORE_INDEX))
+            batch["target_mask"].append(padded(it.target_mask, False))
+            types = it.mm_token_type_ids if it.mm_token_type_ids is not None else [0] * len(it.input_ids)
+            batch["mm_token_type_ids"].append(padded(types, 0))
+        out: dict[str, torch.Tensor] = {
+            "input_ids": torch.tensor(batch["input_ids"], dtype=torch.long),
+            "attention_mask": torch.tensor(batch["attention_mask"], dtype=torch.long),
+            "labels": torch.tensor(batch["labels"], dtype=torch.long),
+            "target_mask": torch.tensor(batch["target_mask"], dtype=torch.bool),
+        }
+        if any(it.mm_token_type_ids is not None for it in items):
+            out["mm_token_type_ids"] = torch.tensor(batch["mm_token_type_ids"], dtype=torch.long)
+        out.update(self._collate_vision([it.vision for it in items]))
+        return out
+
+    def _collate_vision(self, visions: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        present = [v for v in visions if v]
+        if not present:
+            return {}
+        keys = present[0].keys()
+        if self.family == "idefics":
+            # (1, n_images, C, H, W) per sample: pad the image axis with all-zero images, which the
+            # model recognises as padding, and give text-only samples only padding.
+            n_max = max(v["pixel_values"].shape[1] for v in present)
+            out = {}
+            for key in keys:
+                ref = present[0][key]
+                rows = []
+                for v in visions:
+                    t = v.get(key)
+                    shape = (1, n_max, *ref.shape[2:])
+                    full = torch.zeros(shape, dtype=ref.dtype)
+                    if t is not None:
+                        full[:, : t.shape[1]] = t
+                    rows.append(full)
+                out[key] = torch.cat(rows, dim=0)
+            return out
+        # LLaVA, Qwen2-VL and most others: images are stacked along the first axis in order.
+        return {key: torch.cat([v[key] for v in present], dim=0) for key in keys}
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        dev, dtype = self.device, self.dtype
+        return {k: v.to(dev, dtype=dtype) if v.is_floating_point() else v.to(dev) for k, v in batch.items()}
+
+    def encode(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        """Encode and pad samples for training: ``labels`` on answer tokens, ``target_mask`` on the phrase."""
+        return self.collate([self.encode_one(s) for s in samples])
+
+    @staticmethod
+    def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in batch.items() if k not in ("labels", "target_mask")}
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate(
+        self,
+        samples: Sequence[Sample],
+        max_new_tokens: int = 32,
+        batch_size: int = 32,
+        progress: Any = None,
+    ) -> list[str]:
+        """Greedy answers to the prompts of ``samples``, batched with left padding."""
+        answers: list[str] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for chunk in _chunks(samples, batch_size):
+                batch = self.to_device(
+                    self.collate([self.encode_prompt(s) for s in chunk], padding_side="left")
+                )
+                inputs = self.model_inputs(batch)
+                out = self.model.generate(
+                    **inputs,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+                new = out[:, inputs["input_ids"].shape[1] :]
+                answers.extend(t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True))
+                if progress is not None:
+                    progress.update(len(chunk))
+        finally:
+            self.model.train(was_training)
+        return answers
+
+    @torch.no_grad()
+    def answer_logprobs(self, samples: Sequence[Sample], batch_size: int = 32) -> list[torch.Tensor]:
+        """Per-token log-probabilities of each sample's answer turn (1-D tensor per sample)."""
+        result: list[torch.Tensor] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for chunk in _chunks(samples, batch_size):
+                batch = self.to_device(self.encode(chunk))
+                logits = self.model(**self.model_inputs(batch)).logits.float()
+                lp, mask = token_logprobs(logits, batch["labels"])
+                result.extend(lp[i][mask[i]].cpu() for i in range(lp.shape[0]))
+        finally:
+            self.model.train(was_training)
+        return result
+
+
+_NOT_VISION = {
+    "input_ids",
+    "attention_mask",
+    "offset_mapping",
+    "text_replacement_offsets",
+    "token_type_ids",
+    "mm_token_type_ids",
+}
+
+
+def _token_types(out: Any) -> list[int] | None:
+    types = out.get("mm_token_type_ids")
+    return None if types is None else torch.as_tensor(types)[0].tolist()
+
+
+def _vision_tensors(out: Any) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(v) for k, v in out.items() if k not in _NOT_VISION}
+
+
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob of each label token under the next-token logits; returns (B, T-1) values and mask."""
+    shift_logits = logits[:, :-1]
+    shift_labels = labels[:, 1:]
+    mask = shift_labels != IGNORE_INDEX
+    safe = shift_labels.clamp(min=0)
+    lp = torch.log_softmax(shift_logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+    return lp * mask, mask
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,226 @@
+"""Unlearning losses: SIU's cross-entropy + Dual Masked KL (DMK) and the PO / GA / GA+KL baselines.
+
+All functions are pure functions of tensors: the caller runs the model (and the frozen reference)
+and passes the logits in. See the project spec (SIU.md, sections 3 and 5).
+
+Conventions
+-----------
+* Functions taking ``labels`` expect *unshifted* causal-LM outputs: ``logits`` (B, T, V) and
+  ``labels`` (B, T) aligned with ``input_ids``, ``-100`` where a position is not supervised. They
+  shift internally: the logits at position ``t - 1`` predict ``labels[t]``.
+* Any per-token mask aligned with ``input_ids``/``labels`` (e.g. ``target_mask``) is shifted the same
+  way as ``labels``, so after shifting it still marks the token being predicted.
+* ``dual_masked_kl`` is the exception: it takes logits that are already shifted/aligned.
+* Losses are computed in float32 (models may run in bf16), and only at the positions that count:
+  with images expanded into hundreds of tokens, answer positions are a small fraction of the
+  sequence, so selecting them before the softmax saves most of the memory.
+* A batch with no counted position gives ``logits.sum() * 0``: a zero that keeps the graph, so
+  ``backward()`` works and no NaN (0/0) reaches the optimiser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+IGNORE_INDEX = -100
+
+
+def _zero_with_grad(logits: Tensor) -> Tensor:
+    # Multiplying by zero keeps logits in the graph, so backward() is a no-op rather than an error.
+    return logits.sum().float() * 0.0
+
+
+def _check_logits_labels(logits: Tensor, labels: Tensor) -> None:
+    if logits.dim() != 3:
+        raise ValueError(f"logits must have shape (B, T, V), got {tuple(logits.shape)}")
+    if labels.shape != logits.shape[:2]:
+        raise ValueError(
+            f"labels must have shape (B, T) = {tuple(logits.shape[:2])} to match logits, got {tuple(labels.shape)}"
+        )
+
+
+def _check_same_shape(logits: Tensor, ref_logits: Tensor) -> None:
+    if ref_logits.shape != logits.shape:
+        raise ValueError(
+            f"ref_logits must have the shape of logits {tuple(logits.shape)}, got {tuple(ref_logits.shape)}"
+        )
+
+
+def _check_bool_mask(name: str, mask: Tensor, shape: Sequence[int]) -> None:
+    if mask.dtype != torch.bool:
+        raise ValueError(f"{name} must be a bool tensor, got dtype {mask.dtype}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(mask.shape)}")
+
+
+def shift_for_next_token(
+    logits: Tensor, labels: Tensor, token_mask: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Align causal-LM outputs for next-token prediction.
+
+    Returns ``(logits[:, :-1], labels[:, 1:], token_mask[:, 1:])``: the logits at position ``t - 1``
+    predict ``labels[t]``. ``token_mask`` (if given) is aligned with ``input_ids``/``labels`` and is
+    shifted like ``labels``; ``None`` stays ``None``.
+    """
+    _check_logits_labels(logits, labels)
+    if token_mask is not None and token_mask.shape != labels.shape:
+        raise ValueError(
+            f"token_mask must have the shape of labels {tuple(labels.shape)}, got {tuple(token_mask.shape)}"
+        )
+    shifted_mask = token_mask[:, 1:] if token_mask is not None else None
+    return logits[:, :-1], labels[:, 1:], shifted_mask
+
+
+def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean next-token cross-entropy over the label positions ``!= -100``.
+
+    ``logits`` (B, T, V) and ``labels`` (B, T) are unshifted, as from a HF causal LM. Equals
+    ``transformers``' ``ForCausalLMLoss`` with ``num_items_in_batch=None``, except that a batch with
+    no label gives a zero carrying grad instead of NaN.
+    """
+    logits, labels, _ = shift_for_next_token(logits, labels)
+    counted = labels != IGNORE_INDEX
+    if not bool(counted.any()):
+        return _zero_with_grad(logits)
+    return F.cross_entropy(logits[counted].float(), labels[counted])
+
+
+def gradient_ascent(logits: Tensor, labels: Tensor) -> Tensor:
+    """GA baseline: the negated next-token cross-entropy on answers that name the concept."""
+    return -cross_entropy(logits, labels)
+
+
+def preference_optimization(logits: Tensor, labels: Tensor) -> Tensor:
+    """PO baseline as used in the paper: plain next-token cross-entropy.
+
+    The "preference" lives in the data: the data builder supplies refusal answers ("Sorry, I don't
+    know.") to the image questions, and the model is fine-tuned on them.
+    """
+    return cross_entropy(logits, labels)
+
+
+def dual_masked_kl(logits: Tensor, ref_logits: Tensor, token_mask: Tensor, vocab_mask: Tensor) -> Tensor:
+    """Dual Masked KL: mean over counted positions of ``sum_v K_V(v) p_ref(v) (log p_ref(v) - log p(v))``.
+
+    ``logits`` and ``ref_logits`` (B, T, V) are already aligned: position ``t`` predicts the token
+    that ``token_mask[t]`` (K_S, bool (B, T)) refers to. ``vocab_mask`` (K_V, bool (V,)) is True on
+    kept vocabulary entries. Both distributions are softmaxes over the *full* vocabulary; the mask
+    is applied afterwards without renormalising (as in the paper). No gradient flows into
+    ``ref_logits``.
+    """
+    if logits.dim() != 3:
+        raise ValueError(f"logits must have shape (B, T, V), got {tuple(logits.shape)}")
+    _check_same_shape(logits, ref_logits)
+    _check_bool_mask("token_mask", token_mask, logits.shape[:2])
+    _check_bool_mask("vocab_mask", vocab_mask, logits.shape[2:])
+
+    token_mask = token_mask.to(logits.device)
+    if not bool(token_mask.any()):
+        return _zero_with_grad(logits)
+    # Select the counted positions first (see module docstring), then work in float32.
+    logp = F.log_softmax(logits[token_mask].float(), dim=-1)
+    logp_ref = F.log_softmax(ref_logits.detach().to(logits.device)[token_mask].float(), dim=-1)
+    p_ref = logp_ref.exp()
+    # Where p_ref is exactly 0 (e.g. -inf reference logits) the term is 0; avoid 0 * inf = NaN.
+    per_vocab = torch.where(p_ref > 0, p_ref * (logp_ref - logp), torch.zeros_like(logp))
+    per_vocab = per_vocab * vocab_mask.to(logits.device)
+    return per_vocab.sum(dim=-1).mean()
+
+
+def kl_to_reference(logits: Tensor, ref_logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean over label positions of the full-vocabulary KL(p_ref || p_theta).
+
+    Inputs are unshifted (B, T, V) logits and (B, T) labels; this is DMK with both masks all-True.
+    """
+    _check_logits_labels(logits, labels)
+    _check_same_shape(logits, ref_logits)
+    logits, shifted_labels, _ = shift_for_next_token(logits, labels)
+    keep_all = torch.ones(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    return dual_masked_kl(logits, ref_logits[:, :-1], shifted_labels != IGNORE_INDEX, keep_all)
+
+
+def ga_kl(logits: Tensor, ref_logits: Tensor, labels: Tensor, kl_weight: float = 1.0) -> Tensor:
+    """GA+KL baseline: ``gradient_ascent + kl_weight * kl_to_reference``.
+
+    As in the paper, the KL to the original model is taken on the same (forget) batch.
+    """
+    return gradient_ascent(logits, labels) + kl_weight * kl_to_reference(logits, ref_logits, labels)
+
+
+def dmk_for_batch(
+    logits: Tensor, ref_logits: Tensor, labels: Tensor, target_mask: Tensor, vocab_mask: Tensor
+) -> Tensor:
+    """DMK from unshifted causal-LM outputs.
+
+    ``labels`` (B, T) is ``-100`` outside answers; ``target_mask`` (B, T) bool, aligned with
+    ``input_ids``, is True on the target-phrase tokens, where K_S = 0 (the answer contradicts the
+    original model on purpose). Both are shifted with the logits, then ``dual_masked_kl`` is called
+    with ``token_mask = (labels != -100) & ~target_mask``.
+    """
+    _check_logits_labels(logits, labels)
+    _check_same_shape(logits, ref_logits)
+    _check_bool_mask("target_mask", target_mask, labels.shape)
+    logits, shifted_labels, shifted_target = shift_for_next_token(logits, labels, target_mask)
+    assert shifted_target is not None  # for the type checker: a mask was passed in
+    token_mask = (shifted_labels != IGNORE_INDEX) & ~shifted_target.to(shifted_labels.device)
+    return dual_masked_kl(logits, ref_logits[:, :-1], token_mask, vocab_mask)
+
+
+def siu_loss(
+    logits: Tensor,
+    ref_logits: Tensor,
+    labels: Tensor,
+    target_mask: Tensor,
+    vocab_mask: Tensor,
+    alpha: float = 0.9,
+    beta: float = 0.75,
+    use_token_mask: bool = True,
+    use_vocab_mask: bool = True,
+) -> tuple[Tensor, dict[str, float]]:
+    """SIU objective ``alpha * CE + beta * DMK`` on unshifted causal-LM outputs.
+
+    Ablations: ``use_token_mask=False`` sets K_S = 1 on every answer position (target phrase
+    included); ``use_vocab_mask=False`` sets K_V = 1 on the whole vocabulary. Returns the loss and
+    ``{"ce": ..., "dmk": ...}`` as floats for logging.
+    """
+    if not use_token_mask:
+        target_mask = torch.zeros_like(target_mask, dtype=torch.bool)
+    if not use_vocab_mask:
+        vocab_mask = torch.ones_like(vocab_mask, dtype=torch.bool)
+    ce = cross_entropy(logits, labels)
+    dmk = dmk_for_batch(logits, ref_logits, labels, target_mask, vocab_mask)
+    loss = alpha * ce + beta * dmk
+    return loss, {"ce": float(ce.detach()), "dmk": float(dmk.detach())}
+
+
+def _name_variants(name: str) -> list[str]:
+    # The spec's K_V covers every tokenisation that occurs in text: with/without a leading space,
+    # as written, lower case and capitalised (first letter only, so "van Gogh" -> "Van Gogh").
+    cased = {name, name.lower(), name[:1].upper() + name[1:]}
+    return sorted(cased | {" " + variant for variant in cased})
+
+
+def vocab_mask_for_names(tokenizer: Any, names: Sequence[str], vocab_size: int) -> Tensor:
+    """K_V as a bool (V,) tensor: False on every token id of the names' tokenisations, True elsewhere.
+
+    Each name (and alias) is encoded with ``add_special_tokens=False`` with and without a leading
+    space, as written, lower-cased and capitalised. Special tokens (``tokenizer.all_special_ids``) are
+    never masked; ids ``>= vocab_size`` cannot appear in the logits and are ignored. The caller checks
+    that the tokenizer can represent the names (e.g. no unknown token). Raises ``ValueError`` on an
+    empty name.
+    """
+    mask = torch.ones(vocab_size, dtype=torch.bool)
+    special = set(tokenizer.all_special_ids)
+    for name in names:
+        if not name or not name.strip():
+            raise ValueError(f"names must be non-empty strings, got {name!r}")
+        for variant in _name_variants(name.strip()):
+            for token_id in tokenizer.encode(variant, add_special_tokens=False):
+                if token_id not in special and 0 <= token_id < vocab_size:
+                    mask[token_id] = False
+    return mask

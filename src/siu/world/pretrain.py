@@ -1,0 +1,223 @@
+"""``siu world pretrain``: train the world's tiny LLaVA (or a gold retain model) and measure its gates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from siu import __version__
+from siu.bench.load import Benchmark, load_benchmark
+from siu.errors import SiuError
+from siu.models.adapter import VLM, Encoded
+from siu.training import TrainConfig, train
+from siu.world.concepts import WorldConcept
+from siu.world.corpus import CorpusConfig, build_corpus, tokenizer_texts
+from siu.world.gates import gates_table, measure_gates
+from siu.world.render import Look
+from siu.world.tiny_llava import TinyLlavaConfig, build_model, build_processor, train_tokenizer
+
+PRETRAIN_VERSION = 1
+RECORD = "siu_pretrain.json"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    model: TinyLlavaConfig = field(default_factory=TinyLlavaConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    steps: int = 1400
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_ratio: float = 0.05
+    vision_lr_multiplier: float = 1.0
+    seed: int = 0
+
+    @classmethod
+    def micro(cls) -> PretrainConfig:
+        """For the micro world of the tests: fewer images and steps."""
+        return cls(
+            corpus=CorpusConfig(images_per_concept=120),
+            steps=600,
+            batch_size=32,
+            lr=2e-3,
+        )
+
+
+def world_concepts(bench: Benchmark) -> list[WorldConcept]:
+    """Rebuild the generator's view of each concept (its look) from a synthetic world's files."""
+    gen = bench.manifest.generator or {}
+    looks = gen.get("looks")
+    if not looks:
+        raise SiuError(
+            f"{bench.root}: not a synthetic world (manifest has no generator looks); "
+            "pre-training needs a world made by `siu world build`"
+        )
+    out = []
+    for c in bench.concepts:
+        if c.slug not in looks:
+            raise SiuError(f"{bench.root}: manifest generator has no look for concept '{c.slug}'")
+        facts = tuple((f.key, f.value) for f in c.facts)
+        out.append(WorldConcept(c.slug, c.name, tuple(c.aliases), Look(**looks[c.slug]), facts))
+    return out
+
+
+def cache_key(bench: Benchmark, cfg: PretrainConfig, without: str | None) -> str:
+    """Hash of everything the model depends on: the world's files, the config, the code version."""
+    h = hashlib.sha256()
+    h.update(
+        json.dumps(
+            {"cfg": asdict(cfg), "without": without, "v": PRETRAIN_VERSION, "siu": __version__},
+            sort_keys=True,
+        ).encode()
+    )
+    # the code that makes the corpus and the model is part of the key, so a changed generator never
+    # reuses a stale model
+    pkg = Path(__file__).resolve().parents[1]
+    for path in sorted([*pkg.glob("world/*.py"), *pkg.glob("models/*.py"), pkg / "training.py"]):
+        h.update(path.read_bytes())
+    for path in sorted(p for p in bench.root.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(bench.root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def cached_record(out: Path, key: str) -> dict[str, Any] | None:
+    rec = out / RECORD
+    if not rec.is_file():
+        return None
+    try:
+        data = json.loads(rec.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if data.get("cache_key") == key and (out / "gates.json").is_file() else None
+
+
+def _batches(items: list[Encoded], vlm: VLM, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
+    rng = random.Random(seed)
+    order = list(range(len(items)))
+    while True:
+        rng.shuffle(order)
+        for i in range(0, len(order) - batch_size + 1, batch_size):
+            yield vlm.collate([items[j] for j in order[i : i + batch_size]])
+
+
+def pretrain(
+    world: str | Path,
+    out: str | Path,
+    without: str | None = None,
+    cfg: PretrainConfig | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Train (or reuse from the cache) and return the gates; the model is saved to ``out``."""
+    cfg = cfg or PretrainConfig()
+    out = Path(out)
+    bench = load_benchmark(world)
+    concepts = world_concepts(bench)
+    if without is not None:
+        without = bench.concept(without).slug
+    key = cache_key(bench, cfg, without)
+    if (record := cached_record(out, key)) is not None:
+        gates = json.loads((out / "gates.json").read_text())
+        log(f"cached: {out} was trained from this world and config (key {key[:12]})")
+        log(gates_table(gates))
+        return gates
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise SiuError(f"{out} exists and holds something else; pass --overwrite or choose another --out")
+    if out.resolve() == bench.root.resolve() or bench.root.resolve() in out.resolve().parents:
+        raise SiuError("--out must not be inside the world directory")
+
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    samples = build_corpus(concepts, bench.manifest.generator["config"]["seed"], cfg.corpus, without)
+    prompts = [p.prompt for c in bench.concepts for p in (*c.recognition_prompts, *c.multilingual_prompts)]
+    prompts += [q.question for c in bench.concepts for q in (*c.multihop, *c.fact_questions)]
+    tokenizer = train_tokenizer(tokenizer_texts(concepts, samples, prompts), cfg.model.vocab_size)
+    vlm = VLM(build_model(tokenizer, cfg.model), build_processor(tokenizer, cfg.model))
+    log(
+        f"corpus: {len(samples)} samples for {len(concepts)} concepts"
+        + (f" (no images of {without}: gold retain model)" if without else "")
+    )
+    encoded = [vlm.encode_one(s) for s in samples]
+    train_log = train(
+        vlm.model,
+        _batches(encoded, vlm, cfg.batch_size, cfg.seed),
+        _lm_loss,
+        TrainConfig(
+            steps=cfg.steps,
+            lr=cfg.lr,
+            warmup_ratio=cfg.warmup_ratio,
+            weight_decay=0.01,
+            lr_multipliers={"vision_tower": cfg.vision_lr_multiplier, "multi_modal_projector": cfg.vision_lr_multiplier},
+        ),
+        desc="pre-training",
+        progress=progress,
+    )
+    gates, records = measure_gates(vlm, bench, without=without, progress=progress)
+    seconds = time.perf_counter() - start
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        vlm.model.save_pretrained(tmp, safe_serialization=True)
+        vlm.processor.save_pretrained(tmp)
+        (tmp / "gates.json").write_text(json.dumps(gates, indent=2) + "\n")
+        with open(tmp / "gates_answers.jsonl", "w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        record = {
+            "cache_key": key,
+            "world": str(bench.root),
+            "without": without,
+            "config": asdict(cfg),
+            "corpus_samples": len(samples),
+            "final_loss": train_log.losses[-1]["loss"],
+            "losses": train_log.losses[:: max(1, len(train_log.losses) // 50)],
+            "train_seconds": train_log.seconds,
+            "total_seconds": seconds,
+            "versions": _versions(),
+        }
+        (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(
+        f"saved {out} in {seconds:.0f} s (training {train_log.seconds:.0f} s, final loss "
+        f"{train_log.losses[-1]['loss']:.4f})"
+    )
+    log(gates_table(gates))
+    if not gates["passed"]:
+        log(
+            f"WARNING: gates missed: {', '.join(gates['failed'])}; unlearning figures on this model "
+            "would not mean much"
+        )
+    return gates
+
+
+def _lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    out = model(**VLM.model_inputs(batch), labels=batch["labels"])
+    return out.loss, {}
+
+
+def _versions() -> dict[str, str]:
+    import tokenizers
+    import transformers
+
+    return {
+        "siu": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+    }

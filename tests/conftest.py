@@ -1,0 +1,35 @@
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``family -> directory`` of a tiny saved VLM (see tiny_vlms.BUILDERS), each built once per session."""
+    from tiny_vlms import BUILDERS
+
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = BUILDERS[family](tmp_path_factory.mktemp(family))
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def micro_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(world_dir, model_dir)``: the micro synthetic world and its pre-trained tiny LLaVA (about a minute)."""
+    from siu.world.build import WorldConfig, build_world
+    from siu.world.pretrain import PretrainConfig, pretrain
+
+    root = tmp_path_factory.mktemp("micro")
+    world = build_world(WorldConfig.micro(seed=0), root / "world", progress=False)
+    model = root / "model"
+    pretrain(world, model, cfg=PretrainConfig.micro(), progress=False, log=lambda *_: None)
+    return world, model

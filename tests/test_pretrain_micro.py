@@ -1,0 +1,66 @@
+"""Science test of the foundation: a micro world's tiny LLaVA knows its concepts, and a gold retain
+model does not recognise the concept whose images it never saw."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from siu.bench.load import load_benchmark
+from siu.world.gates import THRESHOLDS
+from siu.world.pretrain import PretrainConfig, pretrain
+
+
+@pytest.fixture(scope="module")
+def micro(micro_world: tuple[Path, Path]) -> tuple[Path, Path]:
+    return micro_world
+
+
+def test_micro_model_passes_its_gates(micro: tuple[Path, Path]) -> None:
+    _, model = micro
+    gates = json.loads((model / "gates.json").read_text())
+    for key, (_, threshold) in THRESHOLDS.items():
+        assert 0.0 <= gates[key] <= 1.0
+        assert gates[key] >= threshold, f"{key} = {gates[key]:.3f} < {threshold}"
+    assert gates["passed"]
+    # every number traces back to answers
+    lines = (model / "gates_answers.jsonl").read_text().splitlines()
+    assert len(lines) == gates["answers"]
+
+
+def test_saved_model_loads_with_auto_classes(micro: tuple[Path, Path]) -> None:
+    _, model = micro
+    assert sorted(p.name for p in model.glob("*.safetensors"))
+    assert not list(model.glob("*.bin")) and not list(model.glob("*.pt"))
+    m = AutoModelForImageTextToText.from_pretrained(model)
+    p = AutoProcessor.from_pretrained(model)
+    assert type(m).__name__ == "LlavaForConditionalGeneration"
+    assert p.chat_template and "<image>" in p.tokenizer.get_vocab()
+
+
+def test_second_run_is_cached(micro: tuple[Path, Path]) -> None:
+    world, model = micro
+    before = (model / "model.safetensors").stat().st_mtime_ns
+    said: list[str] = []
+    pretrain(world, model, cfg=PretrainConfig.micro(), progress=False, log=said.append)
+    assert said[0].startswith("cached")
+    assert (model / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_retain_model_forgets_only_its_concept(micro: tuple[Path, Path], tmp_path: Path) -> None:
+    world, _ = micro
+    held_out = load_benchmark(world).concepts[3].slug
+    gates = pretrain(
+        world,
+        tmp_path / "retain",
+        without=held_out,
+        cfg=PretrainConfig.micro(),
+        progress=False,
+        log=lambda *_: None,
+    )
+    assert gates["forgotten_recognition"] <= 0.05
+    assert gates["recognition"] >= 0.95 * 0.95  # the others stay recognised
+    assert gates["facts"] >= 0.95  # text facts of the held-out concept were kept
