@@ -76,13 +76,17 @@ def train(
             mult = next((m for key, m in cfg.lr_multipliers.items() if key in name), 1.0)
             groups.setdefault(mult, []).append(p)
     opt = torch.optim.AdamW(
-        [{"params": ps, "lr": cfg.lr * m} for m, ps in groups.items()], lr=cfg.lr, weight_decay=cfg.weight_decay
+        [{"params": ps, "lr": cfg.lr * m} for m, ps in groups.items()],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     log = TrainLog()
     model.train()
     start = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc=desc, unit="step", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        range(cfg.steps), desc=desc, unit="step", disable=not progress, dynamic_ncols=True, mininterval=1.0
+    )
     for step in bar:
         batch = next(batches)
         loss, parts = loss_fn(model, batch)

@@ -76,7 +76,9 @@ def measure_gates(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Return the gate values (plus pass/fail) and one record per generated answer."""
     probes = build_probes(bench)
-    bar = tqdm(total=len(probes), desc="measuring gates", unit="answer", disable=not progress)
+    bar = tqdm(
+        total=len(probes), desc="measuring gates", unit="answer", disable=not progress, mininterval=1.0
+    )
     answers = vlm.generate([p.sample for p in probes], max_new_tokens=24, batch_size=batch_size, progress=bar)
     bar.close()
     records = []
@@ -139,5 +141,7 @@ def measure_gates(
 def gates_table(gates: dict[str, Any]) -> str:
     keys = [*THRESHOLDS, *(["forgotten_recognition"] if "forgotten_recognition" in gates else [])]
     rows = [[k, gates[k], gates["thresholds"][k], "FAIL" if k in gates["failed"] else "ok"] for k in keys]
-    rows += [[k, gates[k], "(reported)", ""] for k in ("recognition_unseen_phrasing", "multihop_unseen_phrasing")]
+    rows += [
+        [k, gates[k], "(reported)", ""] for k in ("recognition_unseen_phrasing", "multihop_unseen_phrasing")
+    ]
     return format_table(["gate", "value", "needs", "status"], rows)
