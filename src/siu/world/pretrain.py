@@ -158,7 +158,10 @@ def pretrain(
             lr=cfg.lr,
             warmup_ratio=cfg.warmup_ratio,
             weight_decay=0.01,
-            lr_multipliers={"vision_tower": cfg.vision_lr_multiplier, "multi_modal_projector": cfg.vision_lr_multiplier},
+            lr_multipliers={
+                "vision_tower": cfg.vision_lr_multiplier,
+                "multi_modal_projector": cfg.vision_lr_multiplier,
+            },
         ),
         desc="pre-training",
         progress=progress,
