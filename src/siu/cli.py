@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_world_parser(sub)
     _add_bench(sub)
     add_demo_parser(sub)
+    from siu.unlearn.cli import add_unlearn_parser
+
+    add_unlearn_parser(sub)
     return parser
 
 
