@@ -36,8 +36,6 @@ import dataclasses
 import json
 import os
 import random
-import shutil
-import tempfile
 import time
 import unicodedata
 import warnings
@@ -49,12 +47,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from siu import __version__
 from siu.bench.images import open_image
 from siu.bench.load import Benchmark, load_benchmark
 from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import IGNORE_INDEX, VLM, Encoded
+from siu.outputs import versions, write_atomically
 from siu.training import TrainConfig, TrainLog, train
 from siu.unlearn.data import (
     DataConfig,
@@ -486,22 +484,6 @@ def local_batches(
 
 
 # ----------------------------------------------------------------------------- records and writing
-def versions() -> dict[str, str]:
-    import accelerate
-    import peft
-    import tokenizers
-    import transformers
-
-    return {
-        "siu": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-        "peft": peft.__version__,
-        "accelerate": accelerate.__version__,
-    }
-
-
 def loss_table(losses: Sequence[dict[str, float]]) -> str:
     from siu.report.table import format_table
 
@@ -523,28 +505,6 @@ def _step_row(record: dict[str, float], keys: Sequence[str]) -> str:
     cells += [f"{record[k]:>9.4f}" if k in record else f"{'':>9}" for k in keys]
     cells.append(f"{record['lr']:>9.2e}")
     return "  ".join(cells)
-
-
-def _write_atomically(out: Path, write: Callable[[Path], None]) -> None:
-    """Fill a temporary sibling directory of ``out`` and rename it into place (replacing ``out``)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    old: Path | None = None
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp creates 0700
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "replaced")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and (old / "replaced").exists() and not out.exists():
-            os.replace(old / "replaced", out)  # put the previous output back
-            shutil.rmtree(old, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _seed_everything(seed: int) -> None:
@@ -770,7 +730,7 @@ def unlearn(
                 json.dumps(run, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
             )
 
-        _write_atomically(out, write)
+        write_atomically(out, write)
         say(f"saved {run['saved']} to {out} ({run['wall_seconds']:.1f} s)")
     if accelerator is not None:
         accelerator.wait_for_everyone()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from tqdm import tqdm
 
 from siu.bench.schema import QA, Concept, Fact, ImageRecord, Manifest, RecognitionPrompt, SpecificityItem
 from siu.errors import SiuError
+from siu.outputs import write_atomically
 from siu.world.concepts import WorldConcept, make_concepts
 from siu.world.render import render
 from siu.world.text import (
@@ -134,8 +133,8 @@ def build_world(cfg: WorldConfig, out: str | Path, overwrite: bool = False, prog
         raise SiuError(f"{out} already exists and is not empty; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     concepts = make_concepts(cfg.seed, cfg.concepts)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         spec: list[SpecificityItem] = []
         bar = tqdm(concepts, desc="drawing concepts", unit="concept", disable=not progress)
         for wc in bar:
@@ -166,10 +165,6 @@ def build_world(cfg: WorldConfig, out: str | Path, overwrite: bool = False, prog
             },
         )
         _write_json(tmp / "manifest.json", manifest.to_json())
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_atomically(out, write)
     return out

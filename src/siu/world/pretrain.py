@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -19,6 +17,7 @@ from siu import __version__
 from siu.bench.load import Benchmark, load_benchmark
 from siu.errors import SiuError
 from siu.models.adapter import VLM, Encoded
+from siu.outputs import versions, write_atomically
 from siu.training import TrainConfig, train
 from siu.world.concepts import WorldConcept
 from siu.world.corpus import CorpusConfig, build_corpus, tokenizer_texts
@@ -127,7 +126,7 @@ def pretrain(
     if without is not None:
         without = bench.concept(without).slug
     key = cache_key(bench, cfg, without)
-    if (record := cached_record(out, key)) is not None:
+    if cached_record(out, key) is not None:
         gates = json.loads((out / "gates.json").read_text())
         log(f"cached: {out} was trained from this world and config (key {key[:12]})")
         log(gates_table(gates))
@@ -168,9 +167,8 @@ def pretrain(
     )
     gates, records = measure_gates(vlm, bench, without=without, progress=progress)
     seconds = time.perf_counter() - start
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         vlm.model.save_pretrained(tmp, safe_serialization=True)
         vlm.processor.save_pretrained(tmp)
         (tmp / "gates.json").write_text(json.dumps(gates, indent=2) + "\n")
@@ -187,15 +185,11 @@ def pretrain(
             "losses": train_log.losses[:: max(1, len(train_log.losses) // 50)],
             "train_seconds": train_log.seconds,
             "total_seconds": seconds,
-            "versions": _versions(),
+            "versions": versions(),
         }
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_atomically(out, write)
     log(
         f"saved {out} in {seconds:.0f} s (training {train_log.seconds:.0f} s, final loss "
         f"{train_log.losses[-1]['loss']:.4f})"
@@ -212,15 +206,3 @@ def pretrain(
 def _lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     out = model(**VLM.model_inputs(batch), labels=batch["labels"])
     return out.loss, {}
-
-
-def _versions() -> dict[str, str]:
-    import tokenizers
-    import transformers
-
-    return {
-        "siu": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-    }
