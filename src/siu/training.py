@@ -30,8 +30,6 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | constant
     max_grad_norm: float = 1.0
     min_lr_ratio: float = 0.0
-    # learning-rate multipliers by parameter-name substring, e.g. {"vision_tower": 3.0}
-    lr_multipliers: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,16 +68,7 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise SiuError("the model has no trainable parameters")
-    groups: dict[float, list[torch.nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            mult = next((m for key, m in cfg.lr_multipliers.items() if key in name), 1.0)
-            groups.setdefault(mult, []).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": ps, "lr": cfg.lr * m} for m, ps in groups.items()],
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-    )
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     log = TrainLog()
     model.train()

@@ -37,7 +37,6 @@ class PretrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     warmup_ratio: float = 0.05
-    vision_lr_multiplier: float = 1.0
     seed: int = 0
 
     @classmethod
@@ -157,10 +156,6 @@ def pretrain(
             lr=cfg.lr,
             warmup_ratio=cfg.warmup_ratio,
             weight_decay=0.01,
-            lr_multipliers={
-                "vision_tower": cfg.vision_lr_multiplier,
-                "multi_modal_projector": cfg.vision_lr_multiplier,
-            },
         ),
         desc="pre-training",
         progress=progress,
