@@ -334,8 +334,12 @@ def _forward_logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> Tensor:
     return model(**_model_inputs(batch)).logits
 
 
+# Keys that local_batches adds for the loss; the model never sees them.
+META_KEYS = ("index", "ce_scale", "dmk_scale")
+
+
 def _model_inputs(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v for k, v in VLM.model_inputs(batch).items() if k != "index"}
+    return {k: v for k, v in VLM.model_inputs(batch).items() if k not in META_KEYS}
 
 
 def _supervised_positions(labels: Tensor) -> Tensor:
@@ -410,16 +414,22 @@ def make_loss_fn(cfg: UnlearnConfig, reference: Reference | None, vocab_mask: Te
     def loss_fn(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         logits = _forward_logits(model, batch)
         labels = batch["labels"]
+        # 1.0 in one process; under DDP they turn this slice's means into its share of the whole
+        # batch's means (see batch_scales), so N processes train exactly like one.
+        ce_scale = float(batch["ce_scale"]) if "ce_scale" in batch else 1.0
+        dmk_scale = float(batch["dmk_scale"]) if "dmk_scale" in batch else 1.0
         if method == "po":
             loss = preference_optimization(logits, labels)
-            return loss, {"ce": float(loss.detach())}
+            return loss * ce_scale, {"ce": float(loss.detach())}
         if method == "ga":
             loss = gradient_ascent(logits, labels)
-            return loss, {"ce": -float(loss.detach())}
+            return loss * ce_scale, {"ce": -float(loss.detach())}
         assert reference is not None
         ref = reference.logits(model, batch, logits)
         if method == "ga_kl":
-            loss = ga_kl(logits, ref, labels, kl_weight=cfg.kl_weight)
+            loss = (
+                ga_kl(logits, ref, labels, kl_weight=cfg.kl_weight) * ce_scale
+            )  # CE and KL count the same positions
             with torch.no_grad():
                 parts = {
                     "ce": float(cross_entropy(logits, labels)),
@@ -433,8 +443,8 @@ def make_loss_fn(cfg: UnlearnConfig, reference: Reference | None, vocab_mask: Te
             labels,
             batch["target_mask"],
             vocab_mask.to(logits.device),
-            alpha=cfg.alpha,
-            beta=cfg.beta,
+            alpha=cfg.alpha * ce_scale,
+            beta=cfg.beta * dmk_scale,
             use_token_mask=cfg.use_token_mask,
             use_vocab_mask=cfg.use_vocab_mask,
         )
@@ -468,8 +478,39 @@ def _collate(vlm: VLM, encoded: Sequence[Encoded], indices: Sequence[int]) -> di
     return batch
 
 
+def _counted(sample: Encoded, use_token_mask: bool) -> tuple[int, int]:
+    """Positions that the cross-entropy and the DMK of one sample average over (after the shift)."""
+    pairs = list(zip(sample.labels[1:], sample.target_mask[1:], strict=True))
+    ce = sum(label != IGNORE_INDEX for label, _ in pairs)
+    dmk = sum(label != IGNORE_INDEX and not (use_token_mask and target) for label, target in pairs)
+    return ce, dmk
+
+
+def batch_scales(
+    encoded: Sequence[Encoded], indices: Sequence[int], mine: Sequence[int], world: int, use_token_mask: bool
+) -> tuple[float, float]:
+    """Factors that make the mean loss of a slice ``mine`` of a batch ``indices`` DDP-exact.
+
+    DDP averages the gradients of the ``world`` processes. Each loss is a mean over counted positions,
+    so ``world * n_slice / n_batch`` times the slice's mean, averaged over processes, is the mean over
+    the whole batch: the same gradient as one process on the whole batch. In one process both are 1.
+    """
+    whole = [_counted(encoded[i], use_token_mask) for i in indices]
+    part = [_counted(encoded[i], use_token_mask) for i in mine]
+    scales = []
+    for k in (0, 1):
+        total = sum(c[k] for c in whole)
+        scales.append(world * sum(c[k] for c in part) / total if total else 1.0)
+    return scales[0], scales[1]
+
+
 def local_batches(
-    vlm: VLM, encoded: Sequence[Encoded], schedule: Sequence[Sequence[int]], rank: int, world: int
+    vlm: VLM,
+    encoded: Sequence[Encoded],
+    schedule: Sequence[Sequence[int]],
+    rank: int,
+    world: int,
+    use_token_mask: bool = True,
 ) -> list[dict[str, Tensor]]:
     """This process's slice of every scheduled batch, collated and on the model's device."""
     out = []
@@ -479,7 +520,12 @@ def local_batches(
             raise SiuError(
                 f"batch size {len(indices)} is smaller than the {world} processes; raise --batch-size"
             )
-        out.append(vlm.to_device(_collate(vlm, encoded, mine)))
+        batch = vlm.to_device(_collate(vlm, encoded, mine))
+        # float64 after to_device, which would cast them to the model's (maybe bf16) dtype
+        ce_scale, dmk_scale = batch_scales(encoded, indices, mine, world, use_token_mask)
+        batch["ce_scale"] = torch.tensor(ce_scale, dtype=torch.float64)
+        batch["dmk_scale"] = torch.tensor(dmk_scale, dtype=torch.float64)
+        out.append(batch)
     return out
 
 
@@ -658,7 +704,7 @@ def unlearn(
         set_full_scope(model, cfg.full_scope or "language_model")
     encoded = [vlm.encode_one(s.sample) for s in samples]
     schedule = batch_schedule(len(encoded), cfg.batch_size, cfg.steps, cfg.seed)
-    batches = local_batches(vlm, encoded, schedule, rank, world)
+    batches = local_batches(vlm, encoded, schedule, rank, world, cfg.use_token_mask)
 
     reference = None
     if cfg.method in METHODS_WITH_REFERENCE:
