@@ -89,7 +89,7 @@ def train(
         sched.step()
         record = {"step": step + 1, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0], **parts}
         log.losses.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.4f}")
+        bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)  # the bar's own mininterval decides
         if on_step is not None:
             on_step(step + 1, record)
     model.eval()

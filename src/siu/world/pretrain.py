@@ -68,6 +68,9 @@ def world_concepts(bench: Benchmark) -> list[WorldConcept]:
     return out
 
 
+TRAINING_SOURCES = ("text.py", "corpus.py", "tiny_llava.py", "pretrain.py")
+
+
 def cache_key(bench: Benchmark, cfg: PretrainConfig, without: str | None) -> str:
     """Hash of everything the model depends on: the world's files, the config, the code version."""
     h = hashlib.sha256()
@@ -78,9 +81,13 @@ def cache_key(bench: Benchmark, cfg: PretrainConfig, without: str | None) -> str
         ).encode()
     )
     # the code that makes the corpus and the model is part of the key, so a changed generator never
-    # reuses a stale model
+    # reuses a stale model (the world's own files are hashed below; the CLI and the gates are not
+    # part of the training)
     pkg = Path(__file__).resolve().parents[1]
-    for path in sorted([*pkg.glob("world/*.py"), *pkg.glob("models/*.py"), pkg / "training.py"]):
+    for path in [pkg / "world" / f for f in TRAINING_SOURCES] + [
+        pkg / "models" / "adapter.py",
+        pkg / "training.py",
+    ]:
         h.update(path.read_bytes())
     for path in sorted(p for p in bench.root.rglob("*") if p.is_file()):
         h.update(str(path.relative_to(bench.root)).encode())
