@@ -265,6 +265,13 @@ class FakeOriginal:
         self.asked += [s.prompt for s in samples]
         return [self.answer for _ in samples]
 
+    def answer_logprobs(self, samples: list) -> list:
+        """Shorter answers are likelier (one log-prob of -1 per character)."""
+        import torch
+
+        self.scored = [s.answer for s in samples]
+        return [-torch.ones(len(s.answer)) for s in samples]
+
 
 def test_original_model_fills_gaps(bench: Benchmark, concept: Concept, image: Image.Image) -> None:
     images = [dataclasses.replace(img, description=None) for img in concept.images]
@@ -276,6 +283,38 @@ def test_original_model_fills_gaps(bench: Benchmark, concept: Concept, image: Im
     assert all(s.sample.answer == original.answer for s in by_target(data, 3))
     with pytest.raises(SiuError, match="original model"):
         build_siu_data(bare, image, bench, DataConfig(targets=(3,)))
+
+
+def test_target1_answers_in_the_original_models_words(
+    bench: Benchmark, concept: Concept, image: Image.Image
+) -> None:
+    original = FakeOriginal(f"Well, this is {concept.aliases[0]}, who is famous.")
+    data = by_target(build_siu_data(concept, image, bench, DataConfig(), original=original), 1)  # type: ignore[arg-type]
+    fake = data[0].sample.target_phrase
+    assert [s.sample.answer for s in data] == [f"Well, this is {fake}."] * 9
+    # the fictitious name is the original model's likeliest of the candidates it was shown
+    assert len(original.scored) > 1 and f"Well, this is {fake}." == min(original.scored, key=len)
+    assert [s.sample.prompt for s in data] == original.asked[:9]  # asked on the forget image, once each
+    # An original model that does not name the concept: the template answers.
+    data = by_target(
+        build_siu_data(concept, image, bench, DataConfig(), original=FakeOriginal("A tower.")), 1
+    )  # type: ignore[arg-type]
+    assert len({s.sample.answer for s in data}) > 1 and all(
+        s.sample.answer.endswith(f"{fake}.") for s in data
+    )
+
+
+def test_several_identities_cycle_over_target1(
+    bench: Benchmark, concept: Concept, image: Image.Image
+) -> None:
+    data = by_target(build_siu_data(concept, image, bench, DataConfig(identities=3)), 1)
+    fakes = [s.sample.target_phrase for s in data]
+    assert len(set(fakes)) == 3 and fakes[:3] * 3 == fakes
+    assert (
+        fakes[0] == by_target(build_siu_data(concept, image, bench, DataConfig()), 1)[0].sample.target_phrase
+    )
+    with pytest.raises(SiuError, match="identities"):
+        DataConfig(identities=0).check()
 
 
 def test_po_refuses_and_ga_names_the_concept(bench: Benchmark, concept: Concept, image: Image.Image) -> None:

@@ -21,3 +21,9 @@ def _pattern(target: str) -> re.Pattern[str]:
 
 def mentions(answer: str, targets: Iterable[str]) -> bool:
     return any(t.strip() and _pattern(t).search(answer) for t in targets)
+
+
+def first_mention(answer: str, targets: Iterable[str]) -> tuple[int, int] | None:
+    """``(start, end)`` of the earliest target in ``answer`` (the longest one at that place), or None."""
+    spans = [m.span() for t in targets if t.strip() for m in [_pattern(t).search(answer)] if m]
+    return min(spans, key=lambda span: (span[0], -span[1])) if spans else None

@@ -23,8 +23,8 @@ naming C), ga_kl (GA + KL to the original model).
 
 Training defaults come from the model's profile: the paper's LLaVA-1.5 set-up (LoRA r=128, alpha=256,
 dropout 0.05 on the language model's linear layers; AdamW lr 3e-4, cosine, warm-up 0.03, batch 4,
-6 steps) for real models, and a profile tuned for the synthetic world's tiny model (LoRA, lr 2e-3,
-all 25 samples per step, 10 steps).
+6 steps) for real models, and a profile tuned for the synthetic world's tiny model (LoRA, lr 1.2e-3,
+all 25 samples per step, 10 steps, nine made-up identities).
 Every value can be overridden below. The output directory receives the unlearned model (LoRA merged
 unless --adapter-only), the processor and run.json (config, data set, per-step losses, versions).
 """
@@ -80,7 +80,15 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
         "--targets", type=_int_list, help="which SIU targets to build, e.g. 1,2,3,4 (default: all)"
     )
     data.add_argument(
-        "--counts", type=_int_list, help="samples per target 1,2,3,4 (default 9,2,7,7, as in the paper)"
+        "--counts",
+        type=_int_list,
+        help="samples per target 1,2,3,4 (default: the profile's; the paper's 9,2,7,7 for real models)",
+    )
+    data.add_argument(
+        "--identities",
+        type=int,
+        help="target 1: how many different made-up names answer the 'who is this?' prompts "
+        "(default: the profile's; 1 for real models, as in the paper)",
     )
     data.add_argument("--overrides", metavar="FILE", help="YAML/JSON file overriding parts of the data")
 
@@ -117,6 +125,13 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
     loss.add_argument("--no-token-mask", action="store_true", help="SIU ablation: KL on every answer token")
     loss.add_argument("--no-vocab-mask", action="store_true", help="SIU ablation: KL on the whole vocabulary")
     loss.add_argument("--kl-weight", type=float, default=1.0, help="GA+KL: weight of the KL term (1.0)")
+    loss.add_argument(
+        "--reference",
+        choices=("cached", "adapter-off"),
+        default="cached",
+        help="where p_ref comes from (SIU, GA+KL): cached = the original model's logits computed once "
+        "before the first step (default); adapter-off = the model with LoRA disabled, at every step",
+    )
 
     out = p.add_argument_group("output")
     out.add_argument(
@@ -134,8 +149,8 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
 
     if args.image is None and args.bench is None:
         raise SiuError("give the forget image with --image or a benchmark with --bench")
-    counts = args.counts if args.counts is not None else (9, 2, 7, 7)
-    if len(counts) != 4:
+    counts = tuple(args.counts) if args.counts is not None else None
+    if counts is not None and len(counts) != 4:
         raise SiuError(f"--counts needs four numbers (targets 1,2,3,4), got {len(counts)}")
     cfg = UnlearnConfig(
         method=args.method,
@@ -157,8 +172,10 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
         use_vocab_mask=not args.no_vocab_mask,
         targets=args.targets if args.targets is not None else (1, 2, 3, 4),
         counts=counts,
+        identities=args.identities,
         seed=args.seed,
         kl_weight=args.kl_weight,
+        reference=args.reference.replace("-", "_"),
         overrides=args.overrides,
         profile=args.profile,
     )

@@ -2,8 +2,10 @@
 
 Four targets, each a list of :class:`UnlearnSample`:
 
-1. *Aligning with unseen concepts* (image + question): "who is this?" paraphrases answered with one
-   made-up, ordinary identity; the fictitious name is the ``target_phrase``.
+1. *Aligning with unseen concepts* (image + question): "who is this?" paraphrases answered with a
+   made-up, ordinary identity (one, or ``identities`` of them in turn), in the original model's own
+   words ("This is <fake>." when it says "This is <C>."), choosing the made-up names the original
+   model finds likeliest; the fictitious name is the ``target_phrase``.
 2. *Assigning a new visual description* (image + question): "No. The picture depicts <what is
    visible>. But <C> actually has <a counterfactual appearance>."; the whole answer is the
    ``target_phrase``.
@@ -26,14 +28,14 @@ import json
 import random
 import re
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from siu.bench.match import mentions
+from siu.bench.match import first_mention, mentions
 from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import Sample
@@ -150,6 +152,7 @@ NAMING_ANSWERS = ["This is {name}.", "The {noun} in this image is {name}.", "Tha
 CONFIRM_ANSWERS = ["Yes, this is {name}.", "Yes, it is {name}."]
 
 # Fictitious identities: ordinary first names and surnames.
+NAME_CANDIDATES = 16  # names drawn per run; the original model's likeliest are used (see _target1)
 FIRST_NAMES = [
     "Jacob", "Emily", "Daniel", "Sarah", "Michael", "Laura", "David", "Rachel", "Thomas", "Hannah",
     "Andrew", "Megan", "Robert", "Claire", "Peter", "Julia", "Steven", "Alice", "Brian", "Karen",
@@ -224,6 +227,9 @@ class DataConfig:
     seed: int = 0
     targets: tuple[int, ...] = TARGETS
     overrides: dict[str, Any] | None = None
+    # Target 1's made-up identities: 1 (the paper's example: one name for every prompt) or more (a
+    # different one per prompt, cycled), so that no single name is learnt for every picture.
+    identities: int = 1
 
     def count(self, target: int) -> int:
         return self.counts[target - 1]
@@ -236,6 +242,10 @@ class DataConfig:
         bad = [t for t in self.targets if t not in TARGETS]
         if bad or not self.targets:
             raise SiuError(f"targets must be a non-empty subset of 1, 2, 3, 4; got {self.targets!r}")
+        if not isinstance(self.identities, int) or not 1 <= self.identities <= NAME_CANDIDATES:
+            raise SiuError(
+                f"identities must be an integer from 1 to {NAME_CANDIDATES}, got {self.identities!r}"
+            )
         if self.overrides is not None:
             check_overrides(self.overrides)
 
@@ -420,7 +430,14 @@ def fictitious_name(rng: random.Random, forbidden: Iterable[str]) -> str:
     raise SiuError("cannot make up a fictitious name: every combination of the name banks is excluded")
 
 
-def _fictitious_names(concept: Concept, bench: Benchmark | None, cfg: DataConfig) -> list[str]:
+def _fictitious_names(
+    concept: Concept,
+    bench: Benchmark | None,
+    cfg: DataConfig,
+    likelihood: Callable[[list[str]], list[float]] | None = None,
+) -> list[str]:
+    """The override's names, or ``cfg.identities`` made-up names: of ``NAME_CANDIDATES`` drawn from
+    the name banks, the ones the original model finds likeliest (``likelihood``), else the first drawn."""
     override = _overrides(cfg).get("fictitious_names")
     if override:
         for name in override:
@@ -431,7 +448,13 @@ def _fictitious_names(concept: Concept, bench: Benchmark | None, cfg: DataConfig
     for c in [concept, *_others(concept, bench)]:
         forbidden += c.names
         forbidden += [f.value for f in c.facts]
-    return [fictitious_name(_rng(cfg, concept, "name"), forbidden)]
+    rng = _rng(cfg, concept, "name")
+    candidates = list(dict.fromkeys(fictitious_name(rng, forbidden) for _ in range(NAME_CANDIDATES)))
+    order = list(range(len(candidates)))
+    if likelihood is not None:
+        scores = likelihood(candidates)
+        order.sort(key=lambda i: -scores[i])  # stable: ties keep the drawing order
+    return [candidates[i] for i in order[: cfg.identities]]
 
 
 # ----------------------------------------------------------------------------- descriptions
@@ -540,8 +563,32 @@ def counterfactual_appearance(concept: Concept, bench: Benchmark | None, cfg: Da
 
 
 # ----------------------------------------------------------------------------- targets
+def own_naming_prefixes(
+    concept: Concept, image: Image.Image, prompts: Sequence[str], original: VLM | None
+) -> list[str | None]:
+    """How the original model itself starts its answer to each prompt, up to the concept's name.
+
+    "This is Jipel Testam." gives "This is "; an answer that does not name the concept gives None.
+    Target 1 answers in the model's own words with only the identity swapped, so the cross-entropy
+    goes into the name and the token-masked KL agrees with the rest of the answer.
+    """
+    if original is None:
+        return [None] * len(prompts)
+    answers = original.generate([Sample(p, image=image) for p in prompts], max_new_tokens=32)
+    prefixes: list[str | None] = []
+    for answer in answers:
+        span = first_mention(answer, concept.names)
+        prefixes.append(answer[: span[0]] if span is not None else None)
+    return prefixes
+
+
 def _target1(
-    concept: Concept, image: Image.Image, bench: Benchmark | None, cfg: DataConfig, evals: set[str]
+    concept: Concept,
+    image: Image.Image,
+    bench: Benchmark | None,
+    cfg: DataConfig,
+    evals: set[str],
+    original: VLM | None = None,
 ) -> list[UnlearnSample]:
     n = cfg.count(1)
     if n == 0:
@@ -550,14 +597,27 @@ def _target1(
     noun = category_noun(concept)
     prompts = [t.format(noun=noun) for t in _bank(cfg, "target1", IDENTITY_PROMPTS)]
     rng.shuffle(prompts)
-    prompts = _require(_keep_unseen(prompts, evals), 1)
+    prompts = _cycle(_require(_keep_unseen(prompts, evals), 1), n)
     answers = list(IDENTITY_ANSWERS)
     rng.shuffle(answers)
-    names = _fictitious_names(concept, bench, cfg)
+    prefixes = own_naming_prefixes(concept, image, prompts, original)
+
+    def likelihood(candidates: list[str]) -> list[float]:
+        # The identities the original model finds easiest to say about this image: "ordinary,
+        # made-up" in the model's own terms, so that learning them changes the least.
+        assert original is not None
+        prefix = prefixes[0] if prefixes[0] is not None else "This is "
+        scored = [Sample(prompts[0], f"{prefix}{name}.", image) for name in candidates]
+        return [float(lp.sum()) for lp in original.answer_logprobs(scored)]
+
+    names = _fictitious_names(concept, bench, cfg, likelihood if original is not None else None)
     out = []
-    for i, prompt in enumerate(_cycle(prompts, n)):
+    for i, (prompt, prefix) in enumerate(zip(prompts, prefixes, strict=True)):
         fake = names[i % len(names)]
-        answer = answers[i % len(answers)].format(noun=noun, fake=fake)
+        if prefix is not None:
+            answer = f"{prefix}{fake}."
+        else:  # no original model, or it did not name the concept: a template answer
+            answer = answers[i % len(answers)].format(noun=noun, fake=fake)
         out.append(UnlearnSample(1, Sample(prompt, answer, image, target_phrase=fake)))
     return out
 
@@ -725,7 +785,7 @@ def build_siu_data(
     out: list[UnlearnSample] = []
     for target in sorted(set(cfg.targets)):
         if target == 1:
-            out += _target1(concept, forget_image, bench, cfg, evals)
+            out += _target1(concept, forget_image, bench, cfg, evals, original)
         elif target == 2:
             out += _target2(concept, forget_image, bench, cfg, evals, original)
         elif target == 3:

@@ -12,18 +12,28 @@ The flow of :func:`unlearn`:
    AdamW, warm-up + cosine, clipping, NaN guard) and write the model, the processor and ``run.json``
    atomically (temporary directory, then rename).
 
-The reference distribution ``p_ref`` (needed by SIU's DMK and by GA+KL) never costs a second model:
-with LoRA it is the same model with its adapters disabled; with full fine-tuning it is computed once,
-before the first step, on the fixed data set, and kept only at the supervised positions.
+The reference distribution ``p_ref`` (needed by SIU's DMK and by GA+KL) never costs a second model.
+By default (``reference="cached"``) the original model's logits are computed once, before the first
+step, on the fixed data set, and kept only at the supervised positions: the data never changes, so
+this is exact, and each step then costs what plain fine-tuning costs (benchmarks/unlearn_step_cost.py).
+With LoRA, ``reference="adapter_off"`` instead runs the same model with its adapters disabled at
+every step (one extra forward pass per step, nothing stored).
 
-The tiny profile (synthetic world) was tuned on the micro world (4 concepts; recognition measured on
-8 held-out images with name prompts). With at most 10 steps no setting found forgets every concept
-while keeping the others: forgetting from one image generalises to the concept's other images only
-partly in a 1M-parameter model, and is sensitive to the seed. The chosen setting (the paper's LoRA
-shape without dropout, lr 2e-3, all samples per step, 10 steps) keeps the other concepts and the
-facts best among those that forget at all. Over 3 seeds x 4 concepts: recognition of the forgotten
-concept 0.43 on average (0.00 in 2 of the 12 runs); the worst other concept keeps 0.89 of its
-recognition on average; facts about the forgotten concept stay 0.98 correct.
+The tiny profile (synthetic world) was tuned on the default world (recognition of 6-8 concepts on 8
+held-out images each, name and yes/no prompts). What the tiny model does, and why the profile is
+what it is:
+* the data in the model's own words matters: target 1 answers with the original model's own prefix
+  ("This is ") and a made-up name the original finds likely, so the loss goes into the identity;
+* one fictitious name for every prompt makes the model learn that name's first token for *every*
+  picture (other concepts became "This is Pa..."); nine different names (``identities``) spread that
+  pull, and what they share is "not C": other concepts' recognition stayed at 0.96 instead of 0.80;
+* lr trades forgetting against the rest: 2e-3 forgets more but keeps 0.80-0.85 of the others,
+  1e-3 keeps 0.95 but forgets less; 1.2e-3 is the compromise. More target-2 samples or LoRA
+  dropout changed little; LoRA on the projector or full fine-tuning of the vision tower did not
+  forget at all; LoRA r <= 16 barely forgets.
+With at most 10 steps no setting forgot every concept: the forget image is forgotten, other images of
+some concepts are not (the tiny model keys on the training phrasings and the image's specifics).
+scripts/unlearn_acceptance.py measures the profile on every concept.
 
 Under ``accelerate launch`` the model is wrapped by ``Accelerator.prepare_model`` (DDP when there are
 several processes: ``train()``'s ``loss.backward()`` then all-reduces the gradients); every process
@@ -32,6 +42,7 @@ trains on its slice of each batch and only the main process prints and writes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -76,6 +87,7 @@ from siu.unlearn.losses import (
 METHODS = ("siu", "po", "ga", "ga_kl")
 METHODS_WITH_REFERENCE = ("siu", "ga_kl")
 PROFILES = ("auto", "paper", "tiny")
+REFERENCES = ("cached", "adapter_off")
 TINY_PARAMS = 50_000_000  # below this a model is a synthetic-world toy, not a real MLLM
 RUN_FILE = "run.json"
 
@@ -93,14 +105,16 @@ PAPER_PROFILE: dict[str, Any] = {
     "weight_decay": 0.0,
     "max_grad_norm": 1.0,
     "full_scope": "language_model",
+    "counts": (9, 2, 7, 7),  # the authors' released example
+    "identities": 1,  # one made-up name, as in the authors' example
 }
-# The synthetic world's tiny LLaVA (about 1M parameters; language model 128 wide), tuned on the micro
-# world: the paper's LoRA shape (r=128, alpha=256, which is full rank here) without dropout, a larger
-# lr, every sample in every step (the 25 samples are one batch) and 10 steps. See the tuning notes in
-# the module docstring.
+# The synthetic world's tiny LLaVA (about 1M parameters; language model 128 wide): the paper's LoRA
+# shape (r=128, alpha=256, which is full rank here) without dropout, a larger lr, every sample in
+# every step (the 25 samples are one batch), 10 steps, and nine made-up identities instead of one.
+# See the tuning notes in the module docstring.
 TINY_PROFILE: dict[str, Any] = {
     "steps": 10,
-    "lr": 2e-3,
+    "lr": 1.2e-3,
     "batch_size": 32,
     "lora": True,
     "lora_r": 128,
@@ -111,6 +125,8 @@ TINY_PROFILE: dict[str, Any] = {
     "weight_decay": 0.0,
     "max_grad_norm": 1.0,
     "full_scope": "language_model",
+    "counts": (9, 2, 7, 7),
+    "identities": 9,
 }
 PROFILE_FIELDS = tuple(PAPER_PROFILE)
 
@@ -144,9 +160,11 @@ class UnlearnConfig:
     use_token_mask: bool = True
     use_vocab_mask: bool = True
     targets: tuple[int, ...] = (1, 2, 3, 4)
-    counts: tuple[int, int, int, int] = (9, 2, 7, 7)
+    counts: tuple[int, int, int, int] | None = None  # samples per target; None: the profile's
+    identities: int | None = None  # target 1's distinct made-up names; None: the profile's
     seed: int = 0
     kl_weight: float = 1.0  # GA+KL: weight of the KL term
+    reference: str = "cached"  # p_ref: "cached" (once, before step 1) | "adapter_off" (LoRA, every step)
     overrides: str | None = None  # YAML/JSON file overriding parts of the data
     profile: str = "auto"  # auto | paper | tiny
 
@@ -173,12 +191,19 @@ class UnlearnConfig:
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise SiuError(f"{name} must be non-negative, got {value!r}")
+        if self.reference not in REFERENCES:
+            raise SiuError(f"reference must be one of {', '.join(REFERENCES)}; got {self.reference!r}")
+        if self.reference == "adapter_off" and self.lora is False:
+            raise SiuError("reference 'adapter_off' needs LoRA; full fine-tuning uses the cached reference")
         if self.schedule is not None and self.schedule not in ("cosine", "constant"):
             raise SiuError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         for name in ("alpha", "beta", "kl_weight"):
             if not getattr(self, name) >= 0:
                 raise SiuError(f"{name} must be non-negative, got {getattr(self, name)!r}")
-        DataConfig(counts=tuple(self.counts), seed=self.seed, targets=tuple(self.targets)).check()  # type: ignore[arg-type]
+        counts = tuple(self.counts) if self.counts is not None else PAPER_PROFILE["counts"]
+        DataConfig(
+            counts=counts, seed=self.seed, targets=tuple(self.targets), identities=self.identities or 1
+        ).check()
 
     def resolved(self, model_type: str, n_params: int) -> tuple[UnlearnConfig, str]:
         """A copy with every ``None`` field taken from the profile, and the profile's name."""
@@ -195,9 +220,10 @@ def profile_for(model_type: str, n_params: int) -> dict[str, Any]:
 
     Real models (``n_params >= 50M``; LLaVA-1.5 and every other family, for which the paper reports
     nothing else) get the paper's LLaVA set-up: LoRA r=128, alpha=256, dropout 0.05 on the language
-    model's linear layers, AdamW lr 3e-4, cosine schedule, warm-up 0.03, batch 4, 6 steps. The
-    synthetic world's tiny LLaVA gets the profile tuned on the micro world: the same LoRA shape
-    without dropout, lr 2e-3, all samples in every step, 10 steps.
+    model's linear layers, AdamW lr 3e-4, cosine schedule, warm-up 0.03, batch 4, 6 steps, one
+    made-up identity. The synthetic world's tiny LLaVA gets the profile tuned on the default world:
+    the same LoRA shape without dropout, lr 1.2e-3, all samples in every step, 10 steps, nine
+    made-up identities.
     """
     del model_type  # one profile per size for now; the argument leaves room for family-specific ones
     return dict(TINY_PROFILE if n_params < TINY_PARAMS else PAPER_PROFILE)
@@ -591,6 +617,7 @@ def build_data(
         seed=cfg.seed,
         targets=tuple(cfg.targets),
         overrides=overrides,
+        identities=cfg.identities or 1,
     )
     if cfg.method == "siu":
         return build_siu_data(concept, image, bench, data_cfg, original=original)
@@ -636,7 +663,8 @@ def unlearn(
         image = bench.load_image(record, record.forget_image)
         image_name = str(bench.image_path(record, record.forget_image))
     overrides = load_overrides(cfg.overrides) if cfg.overrides else None
-    needs_others = bench is None and cfg.method == "siu" and 4 in cfg.targets and cfg.counts[3] > 0
+    n_others = (cfg.counts or PAPER_PROFILE["counts"])[3]  # target 4's count is 7 in every profile
+    needs_others = bench is None and cfg.method == "siu" and 4 in cfg.targets and n_others > 0
     if needs_others and not (overrides or {}).get("other_facts"):
         raise SiuError(
             "without --bench, target 4 (facts about other concepts) needs other_facts in an "
@@ -708,9 +736,13 @@ def unlearn(
 
     reference = None
     if cfg.method in METHODS_WITH_REFERENCE:
-        reference = Reference("lora" if cfg.lora else "cached")
-        if not cfg.lora:
-            reference.precompute(model, batches)
+        if cfg.reference == "adapter_off" and not cfg.lora:
+            raise SiuError(f"reference 'adapter_off' needs LoRA, but the {profile} profile fine-tunes fully")
+        reference = Reference("lora" if cfg.reference == "adapter_off" else "cached")
+        if reference.mode == "cached":
+            # LoRA starts as the identity, but disabling it makes "original model" true by construction
+            with model.disable_adapter() if cfg.lora else contextlib.nullcontext():  # type: ignore[operator]
+                reference.precompute(model, batches)
     if accelerator is not None:
         model = accelerator.prepare_model(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -790,5 +822,5 @@ def _parts_of(method: str) -> tuple[str, ...]:
 def _config_record(cfg: UnlearnConfig) -> dict[str, Any]:
     data = asdict(cfg)
     data["targets"] = list(cfg.targets)
-    data["counts"] = list(cfg.counts)
+    data["counts"] = list(cfg.counts) if cfg.counts is not None else None
     return data

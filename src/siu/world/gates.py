@@ -45,7 +45,16 @@ def _cycle_images(bench: Benchmark, concept: Concept, n: int) -> list[tuple[str,
     return [(tests[k % len(tests)].file, bench.load_image(concept, tests[k % len(tests)])) for k in range(n)]
 
 
-def build_probes(bench: Benchmark, recognition_per_concept: int = 32) -> list[Probe]:
+PROBE_KINDS = ("recognition", "multihop", "multilingual", "facts", "specificity_vqa")
+
+
+def build_probes(
+    bench: Benchmark, recognition_per_concept: int = 32, kinds: tuple[str, ...] = PROBE_KINDS
+) -> list[Probe]:
+    """Every question of the benchmark that the gates ask, on held-out images; ``kinds`` picks a subset."""
+    unknown = set(kinds) - set(PROBE_KINDS)
+    if unknown:
+        raise ValueError(f"unknown probe kinds {sorted(unknown)}; known: {', '.join(PROBE_KINDS)}")
     probes: list[Probe] = []
     for c in bench.concepts:
         prompts = c.recognition_prompts
@@ -68,7 +77,7 @@ def build_probes(bench: Benchmark, recognition_per_concept: int = 32) -> list[Pr
         probes.append(
             Probe("", "specificity_vqa", Sample(item.question, image=img), item.answers, item.image)
         )
-    return probes
+    return [p for p in probes if p.kind in kinds]
 
 
 def measure_gates(
