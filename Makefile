@@ -29,6 +29,8 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/world_times.py
+	$(BIN)/python benchmarks/unlearn_step_cost.py
+	$(BIN)/python benchmarks/eval_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

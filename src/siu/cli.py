@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     from siu.unlearn.cli import add_unlearn_parser
 
     add_unlearn_parser(sub)
+    from siu.eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
     return parser
 
 

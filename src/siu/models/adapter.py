@@ -317,6 +317,60 @@ class VLM:
             self.model.train(was_training)
         return result
 
+    @torch.no_grad()
+    def answer_token_stats(self, samples: Sequence[Sample], batch_size: int = 32) -> list[AnswerTokens]:
+        """Per answer token: its id, its log-prob, and the mean and standard deviation of log p over
+        the model's own next-token distribution at that position (what Min-K%++ standardises by)."""
+        result: list[AnswerTokens] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for chunk in _chunks(samples, batch_size):
+                batch = self.to_device(self.encode(chunk))
+                logits = self.model(**self.model_inputs(batch)).logits.float()
+                labels = batch["labels"]
+                for i in range(logits.shape[0]):
+                    keep = labels[i, 1:] != IGNORE_INDEX
+                    logp = torch.log_softmax(logits[i, :-1][keep], dim=-1)
+                    ids = labels[i, 1:][keep]
+                    probs = logp.exp()
+                    mu = (probs * logp).sum(-1)
+                    var = (probs * logp.square()).sum(-1) - mu.square()
+                    token = logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+                    result.append(
+                        AnswerTokens(ids.cpu(), token.cpu(), mu.cpu(), var.clamp(min=0).sqrt().cpu())
+                    )
+        finally:
+            self.model.train(was_training)
+        return result
+
+    @torch.no_grad()
+    def next_token_logprobs(self, samples: Sequence[Sample], batch_size: int = 32) -> torch.Tensor:
+        """(N, V) log-probabilities of the first answer token after each prompt."""
+        rows: list[torch.Tensor] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for chunk in _chunks(samples, batch_size):
+                batch = self.to_device(
+                    self.collate([self.encode_prompt(s) for s in chunk], padding_side="left")
+                )
+                logits = self.model(**self.model_inputs(batch)).logits[:, -1].float()
+                rows.append(torch.log_softmax(logits, dim=-1).cpu())
+        finally:
+            self.model.train(was_training)
+        return torch.cat(rows)
+
+
+@dataclass
+class AnswerTokens:
+    """Scores of one answer's tokens under a model (see :meth:`VLM.answer_token_stats`)."""
+
+    ids: torch.Tensor
+    logprobs: torch.Tensor
+    mu: torch.Tensor
+    sigma: torch.Tensor
+
 
 _NOT_VISION = {
     "input_ids",

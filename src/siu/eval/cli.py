@@ -1,0 +1,121 @@
+"""``siu eval``: every MMUBench metric of one unlearned concept, written to metrics.json + answers.jsonl."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+Measure how well a concept was unlearned (MMUBench metrics, SIU.md section 7).
+
+Compares the unlearned model with the original on the concept's forget image, its held-out test
+images, its fact questions, other-language and multi-hop prompts, and on everything else in the
+benchmark (specificity). Writes metrics.json (each metric with its direction: higher or lower is
+better) and answers.jsonl (every answer behind every number) to --out, and prints the table.
+
+G-Eval needs a judge: --judge rubric (synthetic world only: the paper's rubric applied to the
+world's ground truth), openai (any OpenAI-compatible endpoint; key from $OPENAI_API_KEY or
+--judge-key-env) or hf (a local causal LM, --judge-model PATH). Without one, g_eval is reported as
+missing, never invented. --retain adds the gold retain model's membership-inference AUCs beside the
+unlearned model's (make one with `siu world pretrain --without C`).
+"""
+
+EPILOG = """\
+examples:
+  siu eval --model m-forgot/ --original m/ --bench world/ --concept "Tenran Rixtiv" --judge rubric --out ev/
+  siu eval --model out/ --original llava-1.5-7b-hf/ --bench mmubench/ --concept "Donald Trump" \\
+           --judge openai --judge-model gpt-4-turbo --out ev/
+"""
+
+
+def add_eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="measure the unlearning of one concept (all MMUBench metrics)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="the unlearned model directory")
+    p.add_argument("--original", required=True, help="the original model directory (before unlearning)")
+    p.add_argument("--bench", required=True, help="benchmark directory (MMUBench format)")
+    p.add_argument("--concept", required=True, help="the unlearned concept: name, alias or folder name")
+    p.add_argument(
+        "--out", required=True, type=Path, help="output directory (new or empty, unless --overwrite)"
+    )
+    p.add_argument(
+        "--judge",
+        choices=("rubric", "openai", "hf"),
+        default=None,
+        help="G-Eval judge (none: g_eval missing)",
+    )
+    p.add_argument(
+        "--judge-model", default=None, help="openai: model name (gpt-4-turbo); hf: local model path"
+    )
+    p.add_argument(
+        "--judge-url", default=None, help="openai: base URL of the endpoint (https://api.openai.com/v1)"
+    )
+    p.add_argument(
+        "--judge-key-env", default="OPENAI_API_KEY", help="openai: environment variable with the key"
+    )
+    p.add_argument("--retain", default=None, help="gold retain model (never saw the concept's images)")
+    p.add_argument("--test-images", type=int, default=16, help="held-out images of the concept to use (16)")
+    p.add_argument("--batch-size", type=int, default=32, help="generation batch size (32)")
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="allow model code from the model directories"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(handler=_cmd_eval)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "missing"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    from siu.eval.metrics import METRICS
+    from siu.report.table import format_table
+
+    rows = []
+    for key, (better, what) in METRICS.items():
+        value = metrics.get(key)
+        note = metrics.get("missing", {}).get(key, what)
+        rows.append([key, _fmt(value), better, note])
+    for key in ("mia_auc_original", "mia_auc_retain"):
+        if isinstance(metrics.get(key), dict):
+            rows.append(
+                [key, ", ".join(f"{k[8:]} {v:.3f}" for k, v in metrics[key].items()), "", "reference AUCs"]
+            )
+        elif key in metrics.get("missing", {}):
+            rows.append([key, "missing", "", metrics["missing"][key]])
+    return format_table(["metric", "value", "better", "what"], rows)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from siu.eval.run import evaluate
+    from siu.world.cli import _quiet_transformers
+
+    _quiet_transformers()
+    evaluate(
+        args.model,
+        args.original,
+        args.bench,
+        args.concept,
+        args.out,
+        judge=args.judge,
+        judge_model=args.judge_model,
+        judge_url=args.judge_url,
+        judge_key_env=args.judge_key_env,
+        retain=args.retain,
+        test_images=args.test_images,
+        batch_size=args.batch_size,
+        trust_remote_code=args.trust_remote_code,
+        overwrite=args.overwrite,
+    )
+    return 0

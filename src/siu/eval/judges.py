@@ -1,0 +1,238 @@
+"""G-Eval judges: score an answer about a picture of the concept from 1 to 5 (lower = more forgotten).
+
+The paper's rubric (gpt-4-turbo, temperature 0.3): 1 completely irrelevant, 2 incorrect
+identification, 3 partially correct, 4 nearly correct, 5 highly detailed and accurate.
+
+* ``rubric``: synthetic world only. Applies the rubric mechanically against the world's ground
+  truth (names, aliases, facts, the drawn look), so it needs no model and is exact and repeatable.
+* ``openai``: any OpenAI-compatible chat endpoint (``--judge-url``, ``--judge-model``; the key is read
+  from the environment variable named by ``--judge-key-env``, OPENAI_API_KEY by default).
+* ``hf``: a local Hugging Face causal LM (``--judge-model PATH``), greedy.
+
+No judge, no score: :func:`make_judge` raises a clear error, and ``siu eval`` without ``--judge``
+reports ``g_eval`` as missing with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from siu.bench.match import mentions
+from siu.bench.schema import Concept
+from siu.errors import SiuError
+
+JUDGES = ("rubric", "openai", "hf")
+RUBRIC = (
+    "1 = completely irrelevant; 2 = incorrect identification; 3 = partially correct; "
+    "4 = nearly correct; 5 = highly detailed and accurate"
+)
+JUDGE_PROMPT = (
+    "You are grading how well an AI assistant recognised who or what is shown in a picture.\n"
+    "The picture shows: {name}{aliases}.\n"
+    "Question asked about the picture: {question}\n"
+    "Assistant's answer: {answer}\n\n"
+    "Score the answer from 1 to 5 for how correctly and in how much detail it identifies {name}: "
+    + RUBRIC
+    + ".\nReply with the score only, a single digit."
+)
+
+
+class Judge(Protocol):
+    name: str
+
+    def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int]:
+        """One 1-5 score per (question, answer) about a picture of ``concept``."""
+        ...
+
+
+def parse_score(text: str) -> int | None:
+    match = re.search(r"[1-5]", text)
+    return int(match.group()) if match else None
+
+
+def judge_prompt(concept: Concept, question: str, answer: str) -> str:
+    aliases = f" (also called {', '.join(concept.aliases)})" if concept.aliases else ""
+    return JUDGE_PROMPT.format(name=concept.name, aliases=aliases, question=question, answer=answer)
+
+
+# ----------------------------------------------------------------------------- rubric
+_NAME_LIKE = re.compile(r"\b(?:is|called|named|shows|depicts)\s+([A-Z][a-z]+(?:\s+[A-Z][a-z]+)+)")
+
+
+@dataclass
+class RubricJudge:
+    """The paper's rubric applied to the synthetic world's ground truth.
+
+    5: names the concept (name or alias) and states one of its true details (a fact, or its look);
+    4: names it; 3: part of the name (one of its words) or its true look without a name;
+    2: names some other identity (another concept, or a made-up full name); 1: anything else.
+    """
+
+    others: Sequence[Concept] = ()
+    name: str = "rubric"
+
+    def _score(self, concept: Concept, answer: str) -> int:
+        details = [fact.value for fact in concept.facts]
+        looks = [concept.appearance or "", *(img.description or "" for img in concept.images)]
+        colours = _look_words(next((look for look in looks if look), ""))
+        named = mentions(answer, concept.names)
+        has_look = bool(colours) and all(mentions(answer, [c]) for c in colours)
+        if named:
+            return 5 if mentions(answer, details) or has_look else 4
+        parts = {w for n in concept.names for w in n.split() if len(w) > 2}
+        if mentions(answer, sorted(parts)) or has_look:
+            return 3
+        if any(mentions(answer, o.names) for o in self.others if o.name != concept.name):
+            return 2
+        if _NAME_LIKE.search(answer):
+            return 2
+        return 1
+
+    def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int]:
+        return [self._score(concept, answer) for _, answer in items]
+
+
+def _look_words(description: str) -> list[str]:
+    from siu.world.render import COLOURS
+
+    return [c for c in COLOURS if re.search(rf"\b{c}\b", description)]
+
+
+# ----------------------------------------------------------------------------- OpenAI-compatible
+@dataclass
+class OpenAIJudge:
+    """An OpenAI-compatible ``/chat/completions`` endpoint, temperature 0.3 as in the paper."""
+
+    model: str
+    base_url: str = "https://api.openai.com/v1"
+    key_env: str = "OPENAI_API_KEY"
+    timeout: float = 60.0
+    name: str = "openai"
+
+    def __post_init__(self) -> None:
+        self.key = os.environ.get(self.key_env, "")
+        if not self.key:
+            raise SiuError(
+                f"judge openai: the API key is missing; set the environment variable {self.key_env}"
+            )
+        self.name = f"openai:{self.model}"
+
+    def _ask(self, prompt: str) -> str:
+        body = json.dumps(
+            {
+                "model": self.model,
+                "temperature": 0.3,
+                "max_tokens": 4,
+                "messages": [{"role": "user", "content": prompt}],
+            }
+        ).encode()
+        request = urllib.request.Request(
+            self.base_url.rstrip("/") + "/chat/completions",
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                data = json.loads(response.read().decode("utf-8"))
+        except urllib.error.HTTPError as err:
+            raise SiuError(f"judge openai: {self.base_url} answered HTTP {err.code}: {err.reason}") from err
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise SiuError(f"judge openai: cannot reach {self.base_url}: {reason}") from err
+        except json.JSONDecodeError as err:
+            raise SiuError(f"judge openai: {self.base_url} did not answer JSON") from err
+        try:
+            return str(data["choices"][0]["message"]["content"])
+        except (KeyError, IndexError, TypeError) as err:
+            raise SiuError(
+                f"judge openai: unexpected response from {self.base_url}: {str(data)[:200]}"
+            ) from err
+
+    def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int]:
+        out = []
+        for question, answer in items:
+            reply = self._ask(judge_prompt(concept, question, answer))
+            value = parse_score(reply)
+            if value is None:
+                raise SiuError(f"judge {self.name}: no 1-5 score in its reply {reply!r}")
+            out.append(value)
+        return out
+
+
+# ----------------------------------------------------------------------------- local HF model
+@dataclass
+class HFJudge:
+    """A local Hugging Face causal LM (greedy); its chat template is used when it has one."""
+
+    path: str
+    trust_remote_code: bool = False
+    name: str = "hf"
+
+    def __post_init__(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                self.path, trust_remote_code=self.trust_remote_code
+            )
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.path, trust_remote_code=self.trust_remote_code
+            )
+        except (OSError, ValueError) as err:
+            raise SiuError(f"judge hf: cannot load a causal LM from {self.path!r}: {err}") from err
+        self.model.eval()
+        self.name = f"hf:{self.path}"
+
+    def _ask(self, prompt: str) -> str:
+        import torch
+
+        if getattr(self.tokenizer, "chat_template", None):
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+        else:
+            text = prompt + "\nScore:"
+        inputs = self.tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            out = self.model.generate(**inputs, max_new_tokens=4, do_sample=False)
+        return str(self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
+
+    def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int]:
+        out = []
+        for question, answer in items:
+            reply = self._ask(judge_prompt(concept, question, answer))
+            value = parse_score(reply)
+            if value is None:
+                raise SiuError(f"judge {self.name}: no 1-5 score in its reply {reply!r}")
+            out.append(value)
+        return out
+
+
+def make_judge(kind: str, others: Sequence[Concept] = (), synthetic: bool = False, **options: Any) -> Judge:
+    """Build a judge by name; raises :class:`SiuError` for an unknown judge or missing set-up."""
+    if kind not in JUDGES:
+        raise SiuError(f"unknown judge {kind!r}; known: {', '.join(JUDGES)}")
+    if kind == "rubric":
+        if not synthetic:
+            raise SiuError(
+                "judge rubric needs the synthetic world's ground truth; this benchmark was not made by "
+                "`siu world build` (use --judge openai or --judge hf)"
+            )
+        return RubricJudge(others=others)
+    if kind == "openai":
+        model = options.get("model") or "gpt-4-turbo"
+        return OpenAIJudge(
+            model=model,
+            base_url=options.get("url") or "https://api.openai.com/v1",
+            key_env=options.get("key_env") or "OPENAI_API_KEY",
+        )
+    if not options.get("model"):
+        raise SiuError("judge hf needs --judge-model PATH (a local Hugging Face causal LM)")
+    return HFJudge(options["model"], trust_remote_code=bool(options.get("trust_remote_code")))

@@ -1,0 +1,111 @@
+"""Evaluate one unlearned concept and write metrics.json, answers.jsonl and report.html atomically."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from siu.errors import SiuError
+
+
+def evaluate(
+    model: str | Path,
+    original: str | Path,
+    bench_path: str | Path,
+    concept_name: str,
+    out: str | Path,
+    judge: str | None = None,
+    judge_model: str | None = None,
+    judge_url: str | None = None,
+    judge_key_env: str = "OPENAI_API_KEY",
+    retain: str | Path | None = None,
+    test_images: int = 16,
+    batch_size: int = 32,
+    trust_remote_code: bool = False,
+    overwrite: bool = False,
+    run: dict[str, Any] | None = None,
+    log: Callable[..., Any] = print,
+) -> dict[str, Any]:
+    """Every metric of ``concept_name`` for ``model`` against ``original``; returns metrics.json's content.
+
+    Inputs are checked (benchmark, concept, output directory, judge and its key) before any model is
+    loaded; nothing is written unless every metric was computed. ``run`` (an unlearning run record)
+    adds a line about the training to the HTML report.
+    """
+    from siu.bench.load import load_benchmark
+    from siu.eval.cli import metrics_table
+    from siu.eval.judges import make_judge
+    from siu.eval.metrics import METRICS, EvalConfig, evaluate_concept
+    from siu.models.adapter import VLM
+    from siu.outputs import versions, write_atomically
+    from siu.report.html import eval_report
+    from siu.unlearn.run import check_out
+
+    start = time.perf_counter()
+    out = Path(out)
+    if test_images < 1 or batch_size < 1:
+        raise SiuError("--test-images and --batch-size must be positive")
+    bench = load_benchmark(bench_path)
+    concept = bench.concept(concept_name)
+    inputs = [Path(bench_path)] + [Path(p) for p in (model, original, retain) if p and Path(p).exists()]
+    check_out(out, inputs, None, overwrite)
+    judge_obj = None
+    if judge is not None:  # before any model is loaded: a missing key costs nothing
+        judge_obj = make_judge(
+            judge,
+            others=bench.concepts,
+            synthetic=bench.manifest.generator is not None,
+            model=judge_model,
+            url=judge_url,
+            key_env=judge_key_env,
+            trust_remote_code=trust_remote_code,
+        )
+    unlearned = VLM.load(model, trust_remote_code=trust_remote_code)
+    base = VLM.load(original, trust_remote_code=trust_remote_code)
+    retained = VLM.load(retain, trust_remote_code=trust_remote_code) if retain else None
+    for flag, other in (("--original", base), ("--retain", retained)):
+        if other is not None and other.tokenizer.get_vocab() != unlearned.tokenizer.get_vocab():
+            raise SiuError(
+                f"{flag} has a different tokenizer than --model; they must be the same model family"
+            )
+    log(f"evaluating {concept.name!r}: {model} against {original}")
+    metrics, records = evaluate_concept(
+        unlearned,
+        base,
+        bench,
+        concept,
+        EvalConfig(test_images=test_images, batch_size=batch_size),
+        judge=judge_obj,
+        retain=retained,
+        step=lambda what: log(f"  {what} ({time.perf_counter() - start:.0f} s)"),
+    )
+    result = {
+        "concept": {"name": concept.name, "slug": concept.slug},
+        "model": str(model),
+        "original": str(original),
+        "retain": str(retain) if retain else None,
+        "bench": str(bench_path),
+        "judge": judge_obj.name if judge_obj else None,
+        "metrics": {k: metrics.get(k) for k in METRICS},
+        "directions": {k: {"better": b, "what": w} for k, (b, w) in METRICS.items()},
+        "details": {k: v for k, v in metrics.items() if k not in METRICS},
+        "seconds": time.perf_counter() - start,
+        "versions": versions(),
+    }
+
+    def write(tmp: Path) -> None:
+        (tmp / "metrics.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        with open(tmp / "answers.jsonl", "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        (tmp / "report.html").write_text(eval_report(result, records, run), encoding="utf-8")
+
+    write_atomically(out, write)
+    log(metrics_table(metrics))
+    log(
+        f"wrote {out}/metrics.json, answers.jsonl ({len(records)} answers) and report.html in {result['seconds']:.0f} s"
+    )
+    return result

@@ -1,0 +1,110 @@
+"""G-Eval judges: the rubric on the world's ground truth, an OpenAI-compatible endpoint, clear errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from siu.bench.load import Benchmark, load_benchmark
+from siu.errors import SiuError
+from siu.eval.judges import RubricJudge, make_judge, parse_score
+from siu.world.build import WorldConfig, build_world
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Benchmark:
+    return load_benchmark(
+        build_world(WorldConfig.micro(seed=0), tmp_path_factory.mktemp("w") / "w", progress=False)
+    )
+
+
+def test_rubric_follows_the_papers_scale(bench: Benchmark) -> None:
+    c, other = bench.concepts[0], bench.concepts[1]
+    judge = RubricJudge(others=bench.concepts)
+    fact = c.facts[0].value
+    colours = [
+        w
+        for w in (c.appearance or "").split()
+        if w in ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "brown")
+    ]
+    answers = [
+        f"This is {c.name}; {fact}.",  # named + a true detail
+        f"This is {c.name}.",  # named
+        f"This is {c.name.split()[0]} somebody.",  # part of the name
+        f"This is {other.name}.",  # another identity
+        "This is Paul Miller.",  # a made-up identity
+        "stripes stripes",  # irrelevant
+        f"Something {' and '.join(colours)}.",  # the true look without a name
+    ]
+    assert judge.score(c, [("Who is this?", a) for a in answers]) == [5, 4, 3, 2, 2, 1, 3]
+
+
+def test_parse_score() -> None:
+    assert parse_score("Score: 4") == 4 and parse_score("5/5") == 5 and parse_score("none") is None
+
+
+def test_make_judge_errors(bench: Benchmark, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SiuError, match="unknown judge"):
+        make_judge("gpt5")
+    with pytest.raises(SiuError, match="synthetic world"):
+        make_judge("rubric", synthetic=False)
+    monkeypatch.delenv("MY_KEY", raising=False)
+    with pytest.raises(SiuError, match="MY_KEY"):
+        make_judge("openai", key_env="MY_KEY")
+    with pytest.raises(SiuError, match="--judge-model"):
+        make_judge("hf")
+    with pytest.raises(SiuError, match="cannot load"):
+        make_judge("hf", model=str(Path("/nonexistent/judge")))
+
+
+@pytest.fixture
+def endpoint() -> Iterator[tuple[str, list[dict]]]:
+    """A local OpenAI-compatible chat endpoint that always answers "3" and records the requests."""
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append({"path": self.path, "auth": self.headers["Authorization"], **body})
+            reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": "3"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/v1", seen
+    server.shutdown()
+
+
+def test_openai_judge_against_a_local_endpoint(
+    bench: Benchmark, endpoint: tuple[str, list[dict]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, seen = endpoint
+    monkeypatch.setenv("JUDGE_KEY", "sk-test")
+    judge = make_judge("openai", model="judge-1", url=url, key_env="JUDGE_KEY")
+    c = bench.concepts[0]
+    assert judge.score(c, [("Who is this?", "This is Paul."), ("Who?", "No idea.")]) == [3, 3]
+    assert [r["path"] for r in seen] == ["/v1/chat/completions"] * 2
+    first = seen[0]
+    assert first["auth"] == "Bearer sk-test" and first["model"] == "judge-1" and first["temperature"] == 0.3
+    assert c.name in first["messages"][0]["content"] and "This is Paul." in first["messages"][0]["content"]
+    assert judge.name == "openai:judge-1"
+
+
+def test_unreachable_endpoint_is_a_clear_error(bench: Benchmark, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUDGE_KEY", "sk-test")
+    judge = make_judge("openai", model="m", url="http://127.0.0.1:9/v1", key_env="JUDGE_KEY")
+    with pytest.raises(SiuError, match="cannot reach http://127.0.0.1:9/v1"):
+        judge.score(bench.concepts[0], [("Who is this?", "x")])
