@@ -20,7 +20,7 @@ import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,6 +55,20 @@ class Judge(Protocol):
 def parse_score(text: str) -> int | None:
     match = re.search(r"[1-5]", text)
     return int(match.group()) if match else None
+
+
+def ask_for_scores(
+    name: str, ask: Callable[[str], str], concept: Concept, items: Sequence[tuple[str, str]]
+) -> list[int]:
+    """Score each (question, answer) by asking a model judge the rubric prompt; its reply must hold a 1-5."""
+    out = []
+    for question, answer in items:
+        reply = ask(judge_prompt(concept, question, answer))
+        value = parse_score(reply)
+        if value is None:
+            raise SiuError(f"judge {name}: no 1-5 score in its reply {reply!r}")
+        out.append(value)
+    return out
 
 
 def judge_prompt(concept: Concept, question: str, answer: str) -> str:
@@ -156,14 +170,7 @@ class OpenAIJudge:
             ) from err
 
     def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int]:
-        out = []
-        for question, answer in items:
-            reply = self._ask(judge_prompt(concept, question, answer))
-            value = parse_score(reply)
-            if value is None:
-                raise SiuError(f"judge {self.name}: no 1-5 score in its reply {reply!r}")
-            out.append(value)
-        return out
+        return ask_for_scores(self.name, self._ask, concept, items)
 
 
 # ----------------------------------------------------------------------------- local HF model
@@ -205,14 +212,7 @@ class HFJudge:
         return str(self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
 
     def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int]:
-        out = []
-        for question, answer in items:
-            reply = self._ask(judge_prompt(concept, question, answer))
-            value = parse_score(reply)
-            if value is None:
-                raise SiuError(f"judge {self.name}: no 1-5 score in its reply {reply!r}")
-            out.append(value)
-        return out
+        return ask_for_scores(self.name, self._ask, concept, items)
 
 
 def make_judge(kind: str, others: Sequence[Concept] = (), synthetic: bool = False, **options: Any) -> Judge:

@@ -240,6 +240,12 @@ def evaluate_concept(
     # 8. membership inference
     step("membership inference")
     out.update(_mia_paper(unlearned, original, mh, both[len(ml) :], cfg, rec))
+    if not out["mia_kept"]:
+        out["mia_rouge_l"] = None
+        missing["mia_rouge_l"] = (
+            f"no multi-hop question passed the Min-K% ratio filter (0 of {out['mia_questions']}): "
+            "the unlearned model's probabilities of the original's answers all moved by more than x1.15"
+        )
     members = [Sample(p[0].prompt, f"This is {concept.name}.", p[0].image) for p, _ in named]
     controls = [Sample(s.prompt, f"This is {CONTROL_NAME}.", s.image) for s in members]
     for key, value in _mia_auc(unlearned, members, controls, cfg).items():
