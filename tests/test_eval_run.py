@@ -54,7 +54,7 @@ def test_original_against_itself(micro_world: tuple[Path, Path], tmp_path: Path,
     assert m["g_eval"] >= 4 and result["judge"] == "rubric"
     assert m["specificity"] == pytest.approx(100.0) and m["c_dis"] == pytest.approx(0.0, abs=1e-9)
     assert m["fact_retention"] >= 0.9 and m["jailbreak_multilingual"] >= 0.8
-    assert m["mia_auc_loss"] >= 0.9  # its own name is far likelier than a never-seen one
+    assert m["mia_auc_loss"] >= 0.9  # the original still sees C in C's pictures, not in others'
     assert "mia_auc_retain" in result["details"]["missing"]
     records = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     kinds = {r["metric"] for r in records}

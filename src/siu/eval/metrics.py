@@ -51,7 +51,7 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "mia_auc_min_k": (
         "lower",
-        "AUC of Min-K% (k=40%) separating C's true naming answers from a never-seen name",
+        "AUC of Min-K% (k=40%): 'This is C.' on C's pictures vs on other concepts' pictures (retain ~0.5)",
     ),
     "mia_auc_min_k_pp": ("lower", "the same with Min-K%++"),
     "mia_auc_loss": ("lower", "the same with the mean token log-prob"),
@@ -61,7 +61,6 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 MIN_K = 0.4
 MIA_RATIO = 1.15
-CONTROL_NAME = "Quillon Brask"  # a name no model of the project has seen: the MIA's non-members
 
 
 @dataclass
@@ -246,8 +245,16 @@ def evaluate_concept(
             f"no multi-hop question passed the Min-K% ratio filter (0 of {out['mia_questions']}): "
             "the unlearned model's probabilities of the original's answers all moved by more than x1.15"
         )
+    # Members: "This is C." about C's own held-out pictures; non-members: the same answer about other
+    # concepts' pictures. A model that still sees C in C's pictures separates them (AUC near 1);
+    # one that never saw C's pictures (the retain model) cannot (near 0.5).
     members = [Sample(p[0].prompt, f"This is {concept.name}.", p[0].image) for p, _ in named]
-    controls = [Sample(s.prompt, f"This is {CONTROL_NAME}.", s.image) for s in members]
+    others = [c for c in bench.concepts if c.slug != concept.slug and c.test_images]
+    controls = []
+    for k, m in enumerate(members):
+        other = others[k % len(others)]
+        record = other.test_images[(k // len(others)) % len(other.test_images)]
+        controls.append(Sample(m.prompt, m.answer, bench.load_image(other, record)))
     for key, value in _mia_auc(unlearned, members, controls, cfg).items():
         out[key] = value
     out["mia_auc_original"] = _mia_auc(original, members, controls, cfg)
