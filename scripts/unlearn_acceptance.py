@@ -8,7 +8,7 @@ from its one forget image with the profile's defaults, then measure on held-out 
 and print the means over concepts (and how many concepts met all three goals).
 
     python scripts/unlearn_acceptance.py                      # default world, cached model ($SIU_HOME)
-    python scripts/unlearn_acceptance.py --micro --methods siu --concepts tesquo-velrix
+    python scripts/unlearn_acceptance.py --micro --methods siu,siu_no_vocab_mask --concepts tesquo-velrix
 """
 
 from __future__ import annotations
@@ -30,19 +30,11 @@ from siu.eval.forgetting import (
     forgetting_summary,
     recognition_probes,
 )
+from siu.eval.matrix import VARIANTS  # the same method names as siu bench run
 from siu.models.adapter import VLM
 from siu.report.table import format_table
 from siu.unlearn.run import UnlearnConfig, unlearn
 from siu.world.cli import ensure_world_and_model
-
-VARIANTS: dict[str, dict[str, Any]] = {
-    "siu": {"method": "siu"},
-    "po": {"method": "po"},
-    "ga": {"method": "ga"},
-    "ga_kl": {"method": "ga_kl"},
-    "siu-no-token-mask": {"method": "siu", "use_token_mask": False},
-    "siu-no-vocab-mask": {"method": "siu", "use_vocab_mask": False},
-}
 
 
 def main(argv: list[str] | None = None) -> int:
