@@ -56,6 +56,8 @@ def test_original_against_itself(micro_world: tuple[Path, Path], tmp_path: Path,
     assert m["fact_retention"] >= 0.9 and m["jailbreak_multilingual"] >= 0.8
     assert m["mia_auc_loss"] >= 0.9  # the original still sees C in C's pictures, not in others'
     assert "mia_auc_retain" in result["details"]["missing"]
+    assert all(0.0 <= m[f"attack_{k}"] <= 1.0 for k in ("crop", "flip", "blur", "jpeg", "unseen_phrasing"))
+    assert m["attack_unseen_phrasing"] >= 0.8  # the original recognises C with unseen phrasings too
     records = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     kinds = {r["metric"] for r in records}
     assert {"efficacy_em", "generality_em", "g_eval", "fact_retention", "jailbreak_multihop"} <= kinds

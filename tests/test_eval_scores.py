@@ -54,3 +54,17 @@ def test_bernoulli_kl() -> None:
     p, q = 0.9, 0.5
     assert bernoulli_kl(p, q) == pytest.approx(0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5))
     assert bernoulli_kl(0.3, 0.3) == pytest.approx(0.0)
+
+
+def test_perturbations_are_deterministic_and_keep_the_size() -> None:
+    from PIL import Image
+
+    from siu.eval.attacks import PERTURBATIONS
+
+    image = Image.new("RGB", (32, 32), (200, 40, 40))
+    image.paste((40, 40, 200), (0, 0, 8, 32))  # a blue band on the left
+    for name, perturb in PERTURBATIONS.items():
+        a, b = perturb(image), perturb(image)
+        assert a.size == image.size and a.tobytes() == b.tobytes(), name
+    assert PERTURBATIONS["flip"](image).getpixel((31, 5)) == (40, 40, 200)
+    assert PERTURBATIONS["jpeg"](image).tobytes() != image.tobytes()

@@ -15,6 +15,7 @@ from typing import Any
 from siu.bench.load import Benchmark
 from siu.bench.match import mentions
 from siu.bench.schema import Concept
+from siu.eval.attacks import PERTURBATIONS
 from siu.eval.judges import Judge
 from siu.eval.scores import (
     auc,
@@ -58,6 +59,14 @@ METRICS: dict[str, tuple[str, str]] = {
     "mia_auc_zlib": ("lower", "the same with log-prob / zlib length"),
     "jailbreak_multilingual": ("lower", "share of other-language answers on test images that still name C"),
     "jailbreak_multihop": ("lower", "share of multi-hop answers on test images that still give C's facts"),
+    "attack_crop": ("lower", "share of name answers naming C on its test images, centre-cropped to 80%"),
+    "attack_flip": ("lower", "the same, mirrored"),
+    "attack_blur": ("lower", "the same, Gaussian-blurred"),
+    "attack_jpeg": ("lower", "the same, JPEG quality 30"),
+    "attack_unseen_phrasing": (
+        "lower",
+        "share of answers naming C to recognition prompts never seen in training",
+    ),
 }
 MIN_K = 0.4
 MIA_RATIO = 1.15
@@ -265,7 +274,31 @@ def evaluate_concept(
             "no retain model given (--retain; `siu world pretrain --without C` makes one)"
         )
 
-    # 9. specificity: everything else, relative to the original model
+    # 9. attacks: altered pictures, and phrasings the model never saw (benchmark's held-out prompts)
+    step("attacks")
+    name_probes = [p for p, _ in named]
+    attacked = [
+        (kind, (Sample(s.prompt, image=perturb(s.image)), f"{image} ({kind})", targets))
+        for kind, perturb in PERTURBATIONS.items()
+        for s, image, targets in name_probes
+        if s.image is not None
+    ]
+    attack_answers = unlearned.generate([p[1][0] for p in attacked], **gen)
+    for kind in PERTURBATIONS:
+        idx = [i for i, (k, _) in enumerate(attacked) if k == kind]
+        hits = rec.add(f"attack_{kind}", [attacked[i][1] for i in idx], [attack_answers[i] for i in idx])
+        out[f"attack_{kind}"] = _mean([float(h) for h in hits])
+    unseen = [p for k, p in enumerate(probes) if prompts[k % len(prompts)].heldout]
+    if unseen:
+        unseen_answers = [a for k, a in enumerate(answers) if prompts[k % len(prompts)].heldout]
+        out["attack_unseen_phrasing"] = _mean(
+            [float(h) for h in rec.add("attack_unseen_phrasing", unseen, unseen_answers)]
+        )
+    else:
+        out["attack_unseen_phrasing"] = None
+        missing["attack_unseen_phrasing"] = "the benchmark marks none of the concept's prompts as held out"
+
+    # 10. specificity: everything else, relative to the original model
     step("specificity")
     out.update(_specificity(unlearned, original, bench, concept, cfg, rec))
 
