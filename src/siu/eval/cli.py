@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
-from typing import Any
 
 DESCRIPTION = """\
 Measure how well a concept was unlearned (MMUBench metrics, SIU.md section 7).
@@ -68,33 +66,6 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=_cmd_eval)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "missing"
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.3f}"
-    return str(value)
-
-
-def metrics_table(metrics: dict[str, Any]) -> str:
-    from siu.eval.metrics import METRICS
-    from siu.report.table import format_table
-
-    rows = []
-    for key, (better, what) in METRICS.items():
-        value = metrics.get(key)
-        note = metrics.get("missing", {}).get(key, what)
-        rows.append([key, _fmt(value), better, note])
-    for key in ("mia_auc_original", "mia_auc_retain"):
-        if isinstance(metrics.get(key), dict):
-            rows.append(
-                [key, ", ".join(f"{k[8:]} {v:.3f}" for k, v in metrics[key].items()), "", "reference AUCs"]
-            )
-        elif key in metrics.get("missing", {}):
-            rows.append([key, "missing", "", metrics["missing"][key]])
-    return format_table(["metric", "value", "better", "what"], rows)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from siu.errors import SiuError
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "missing"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    from siu.eval.metrics import METRICS
+    from siu.report.table import format_table
+
+    rows = []
+    for key, (better, what) in METRICS.items():
+        value = metrics.get(key)
+        note = metrics.get("missing", {}).get(key, what)
+        rows.append([key, _fmt(value), better, note])
+    for key in ("mia_auc_original", "mia_auc_retain"):
+        if isinstance(metrics.get(key), dict):
+            rows.append(
+                [key, ", ".join(f"{k[8:]} {v:.3f}" for k, v in metrics[key].items()), "", "reference AUCs"]
+            )
+        elif key in metrics.get("missing", {}):
+            rows.append([key, "missing", "", metrics["missing"][key]])
+    return format_table(["metric", "value", "better", "what"], rows)
 
 
 def evaluate(
@@ -36,7 +64,6 @@ def evaluate(
     adds a line about the training to the HTML report.
     """
     from siu.bench.load import load_benchmark
-    from siu.eval.cli import metrics_table
     from siu.eval.judges import make_judge
     from siu.eval.metrics import METRICS, EvalConfig, evaluate_concept
     from siu.models.adapter import VLM

@@ -13,6 +13,7 @@ SIU authors' code, which sliced masks to the text length.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -268,6 +269,16 @@ class VLM:
         return {k: v for k, v in batch.items() if k not in ("labels", "target_mask")}
 
     # ------------------------------------------------------------------ inference
+    @contextlib.contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        """Inference in eval mode (no dropout), restoring the model's training flag afterwards."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+
     @torch.no_grad()
     def generate(
         self,
@@ -278,9 +289,7 @@ class VLM:
     ) -> list[str]:
         """Greedy answers to the prompts of ``samples``, batched with left padding."""
         answers: list[str] = []
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with self._eval_mode():
             for chunk in _chunks(samples, batch_size):
                 batch = self.to_device(
                     self.collate([self.encode_prompt(s) for s in chunk], padding_side="left")
@@ -297,24 +306,18 @@ class VLM:
                 answers.extend(t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True))
                 if progress is not None:
                     progress.update(len(chunk))
-        finally:
-            self.model.train(was_training)
         return answers
 
     @torch.no_grad()
     def answer_logprobs(self, samples: Sequence[Sample], batch_size: int = 32) -> list[torch.Tensor]:
         """Per-token log-probabilities of each sample's answer turn (1-D tensor per sample)."""
         result: list[torch.Tensor] = []
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with self._eval_mode():
             for chunk in _chunks(samples, batch_size):
                 batch = self.to_device(self.encode(chunk))
                 logits = self.model(**self.model_inputs(batch)).logits.float()
                 lp, mask = token_logprobs(logits, batch["labels"])
                 result.extend(lp[i][mask[i]].cpu() for i in range(lp.shape[0]))
-        finally:
-            self.model.train(was_training)
         return result
 
     @torch.no_grad()
@@ -322,9 +325,7 @@ class VLM:
         """Per answer token: its id, its log-prob, and the mean and standard deviation of log p over
         the model's own next-token distribution at that position (what Min-K%++ standardises by)."""
         result: list[AnswerTokens] = []
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with self._eval_mode():
             for chunk in _chunks(samples, batch_size):
                 batch = self.to_device(self.encode(chunk))
                 logits = self.model(**self.model_inputs(batch)).logits.float()
@@ -340,25 +341,19 @@ class VLM:
                     result.append(
                         AnswerTokens(ids.cpu(), token.cpu(), mu.cpu(), var.clamp(min=0).sqrt().cpu())
                     )
-        finally:
-            self.model.train(was_training)
         return result
 
     @torch.no_grad()
     def next_token_logprobs(self, samples: Sequence[Sample], batch_size: int = 32) -> torch.Tensor:
         """(N, V) log-probabilities of the first answer token after each prompt."""
         rows: list[torch.Tensor] = []
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with self._eval_mode():
             for chunk in _chunks(samples, batch_size):
                 batch = self.to_device(
                     self.collate([self.encode_prompt(s) for s in chunk], padding_side="left")
                 )
                 logits = self.model(**self.model_inputs(batch)).logits[:, -1].float()
                 rows.append(torch.log_softmax(logits, dim=-1).cpu())
-        finally:
-            self.model.train(was_training)
         return torch.cat(rows)
 
 
