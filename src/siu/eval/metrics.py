@@ -15,7 +15,7 @@ from typing import Any
 from siu.bench.load import Benchmark
 from siu.bench.match import mentions
 from siu.bench.schema import Concept
-from siu.eval.attacks import PERTURBATIONS
+from siu.eval.attacks import PERTURBATIONS, QUANT_BITS, quantised, relearn_samples, relearned
 from siu.eval.judges import Judge
 from siu.eval.scores import (
     auc,
@@ -63,6 +63,15 @@ METRICS: dict[str, tuple[str, str]] = {
     "attack_flip": ("lower", "the same, mirrored"),
     "attack_blur": ("lower", "the same, Gaussian-blurred"),
     "attack_jpeg": ("lower", "the same, JPEG quality 30"),
+    "attack_quant8": (
+        "lower",
+        "the same after rounding the weights to 8 bits (per-channel, round to nearest)",
+    ),
+    "attack_quant4": ("lower", "the same after rounding the weights to 4 bits (groups of 64)"),
+    "attack_relearn": (
+        "lower",
+        "the same after benign LoRA fine-tuning on the other concepts (the unlearning's budget)",
+    ),
     "attack_unseen_phrasing": (
         "lower",
         "share of answers naming C to recognition prompts never seen in training",
@@ -283,11 +292,47 @@ def evaluate_concept(
         for s, image, targets in name_probes
         if s.image is not None
     ]
-    attack_answers = unlearned.generate([p[1][0] for p in attacked], **gen)
+    attacked_samples = [p[1][0] for p in attacked]
+    attack_answers = unlearned.generate(attacked_samples, **gen)
+    # the original on the same altered pictures: an attack only means something if it still names C
+    original_attacked = original.generate(attacked_samples, **gen)
+    reference: dict[str, float] = {}
     for kind in PERTURBATIONS:
         idx = [i for i, (k, _) in enumerate(attacked) if k == kind]
         hits = rec.add(f"attack_{kind}", [attacked[i][1] for i in idx], [attack_answers[i] for i in idx])
         out[f"attack_{kind}"] = _mean([float(h) for h in hits])
+        hits = rec.add(
+            f"attack_{kind}",
+            [attacked[i][1] for i in idx],
+            [original_attacked[i] for i in idx],
+            model="original",
+        )
+        reference[f"attack_{kind}"] = _mean([float(h) for h in hits])
+    name_samples = [s for s, _, _ in name_probes]
+    for bits in QUANT_BITS:
+        key = f"attack_quant{bits}"
+        for who, vlm in (("unlearned", unlearned), ("original", original)):
+            with quantised(vlm.model, bits):
+                quant_answers = vlm.generate(name_samples, **gen)
+            extra = {"model": "original"} if who == "original" else {}
+            share = _mean([float(h) for h in rec.add(key, name_probes, quant_answers, **extra)])
+            if who == "unlearned":
+                out[key] = share
+            else:
+                reference[key] = share
+    step("relearning attack")
+    relearn_data = relearn_samples(concept, bench)
+    with relearned(unlearned, relearn_data) as losses:
+        relearn_answers = unlearned.generate(name_samples, **gen)
+    out["attack_relearn"] = _mean([float(h) for h in rec.add("attack_relearn", name_probes, relearn_answers)])
+    out["attack_relearn_losses"] = losses
+    if retain is not None:
+        # the control: the same fine-tuning cannot teach C to a model that never saw C's pictures
+        with relearned(retain, relearn_data):
+            retain_answers = retain.generate(name_samples, **gen)
+        hits = rec.add("attack_relearn", name_probes, retain_answers, model="retain")
+        out["attack_relearn_retain"] = _mean([float(h) for h in hits])
+    out["attack_original"] = reference
     unseen = [p for k, p in enumerate(probes) if prompts[k % len(prompts)].heldout]
     if unseen:
         unseen_answers = [a for k, a in enumerate(answers) if prompts[k % len(prompts)].heldout]

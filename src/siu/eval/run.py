@@ -29,11 +29,15 @@ def metrics_table(metrics: dict[str, Any]) -> str:
         value = metrics.get(key)
         note = metrics.get("missing", {}).get(key, what)
         rows.append([key, _fmt(value), better, note])
-    for key in ("mia_auc_original", "mia_auc_retain"):
+    references = {
+        "mia_auc_original": ("mia_auc_", "the original's AUCs"),
+        "mia_auc_retain": ("mia_auc_", "the retain model's AUCs"),
+        "attack_original": ("attack_", "the original under the same attacks (it should still name C)"),
+    }
+    for key, (prefix, what) in references.items():
         if isinstance(metrics.get(key), dict):
-            rows.append(
-                [key, ", ".join(f"{k[8:]} {v:.3f}" for k, v in metrics[key].items()), "", "reference AUCs"]
-            )
+            values = ", ".join(f"{k.removeprefix(prefix)} {v:.3f}" for k, v in metrics[key].items())
+            rows.append([key, values, "", what])
         elif key in metrics.get("missing", {}):
             rows.append([key, "missing", "", metrics["missing"][key]])
     return format_table(["metric", "value", "better", "what"], rows)

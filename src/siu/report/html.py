@@ -54,6 +54,20 @@ def eval_report(
         )
     parts.append("<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>better</th><th>what</th></tr>")
     parts.append(rows + "</table>")
+    reference = result.get("details", {}).get("attack_original") or {}
+    if reference:
+        parts.append(
+            "<h2>Attacks</h2><p class='small'>Share of name answers on the concept's test images that "
+            "still name it (lower is better), and the original model under the same attack.</p>"
+            "<table><tr><th>attack</th><th>unlearned</th><th>original</th></tr>"
+        )
+        parts += [
+            f"<tr><td>{e(k)}</td><td class='num'>{_cell(v)}</td>"
+            f"<td class='num'>{_cell(reference.get(k))}</td></tr>"
+            for k, v in result["metrics"].items()
+            if k.startswith("attack_")
+        ]
+        parts.append("</table>")
     for metric, title in (
         ("generality_em", "Answers on held-out images of the concept"),
         ("specificity_recognition", "Answers about other concepts"),

@@ -391,7 +391,7 @@ def evaluation_prompts(concept: Concept, bench: Benchmark | None = None) -> set[
     return found
 
 
-def _keep_unseen(prompts: Iterable[str], evals: set[str]) -> list[str]:
+def unseen_prompts(prompts: Iterable[str], evals: set[str]) -> list[str]:
     """Distinct prompts in order, without those that equal an evaluation prompt."""
     return [p for p in dict.fromkeys(prompts) if _norm(p) not in evals]
 
@@ -597,7 +597,7 @@ def _target1(
     noun = category_noun(concept)
     prompts = [t.format(noun=noun) for t in _bank(cfg, "target1", IDENTITY_PROMPTS)]
     rng.shuffle(prompts)
-    prompts = _cycle(_require(_keep_unseen(prompts, evals), 1), n)
+    prompts = _cycle(_require(unseen_prompts(prompts, evals), 1), n)
     answers = list(IDENTITY_ANSWERS)
     rng.shuffle(answers)
     prefixes = own_naming_prefixes(concept, image, prompts, original)
@@ -637,7 +637,7 @@ def _target2(
     noun = category_noun(concept)
     prompts = [t.format(name=concept.name, noun=noun) for t in _bank(cfg, "target2", RECOGNIZE_PROMPTS)]
     rng.shuffle(prompts)
-    prompts = _require(_keep_unseen(prompts, evals), 2)
+    prompts = _require(unseen_prompts(prompts, evals), 2)
     visible = visible_description(concept, image, cfg, original)
     counterfactual = counterfactual_appearance(concept, bench, cfg)
     answer = DESCRIPTION_ANSWER.format(visible=visible, name=concept.name, counterfactual=counterfactual)
@@ -820,8 +820,8 @@ def build_baseline_data(
     noun = category_noun(concept)
     naming = [t.format(noun=noun) for t in _bank(cfg, "target1", IDENTITY_PROMPTS)]
     confirm = [t.format(name=concept.name, noun=noun) for t in CONFIRM_PROMPTS]
-    prompts = [(p, False) for p in _keep_unseen(naming, evals)]
-    prompts += [(p, True) for p in _keep_unseen(confirm, evals)]
+    prompts = [(p, False) for p in unseen_prompts(naming, evals)]
+    prompts += [(p, True) for p in unseen_prompts(confirm, evals)]
     if not prompts:
         raise SiuError("every baseline prompt equals a benchmark evaluation prompt")
     rng.shuffle(prompts)
