@@ -33,3 +33,19 @@ def micro_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     model = root / "model"
     pretrain(world, model, cfg=PretrainConfig.micro(), progress=False, log=lambda *_: None)
     return world, model
+
+
+MICRO_RETAIN_CONCEPT = "tesquo-velrix"
+
+
+@pytest.fixture(scope="session")
+def micro_retain(
+    micro_world: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """``(home, retain_dir)``: the micro world's gold retain model without tesquo-velrix, cached in ``home``
+    (about a minute), as ``siu bench run --retain auto --home home`` finds it."""
+    from siu.world.cache import retain_model
+
+    world, model = micro_world
+    home = tmp_path_factory.mktemp("home")
+    return home, retain_model(world, model, MICRO_RETAIN_CONCEPT, home, log=lambda *_: None, progress=False)

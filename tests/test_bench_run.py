@@ -1,4 +1,5 @@
-"""``siu bench run``: the method x steps x seeds x concepts matrix on the micro world."""
+"""``siu bench run``: the method x steps x seeds x concepts matrix on the micro world, with the gold
+retain model as the reference row and the HTML report."""
 
 from __future__ import annotations
 
@@ -8,32 +9,49 @@ from pathlib import Path
 from siu.cli import main
 
 
-def test_matrix_writes_cells_results_and_table(
-    micro_world: tuple[Path, Path], tmp_path: Path, capsys
+def test_matrix_writes_cells_results_table_and_report(
+    micro_world: tuple[Path, Path], micro_retain: tuple[Path, Path], tmp_path: Path, capsys
 ) -> None:
     world, model = micro_world
+    home, retain = micro_retain
     out = tmp_path / "bench"
     args = ["bench", "run", "--model", str(model), "--bench", str(world), "--out", str(out),
-            "--methods", "siu,ga", "--concepts", "tesquo-velrix", "--steps", "4", "--seeds", "1"]  # fmt: skip
+            "--methods", "siu,ga", "--concepts", "tesquo-velrix", "--steps", "2,4", "--seeds", "1",
+            "--home", str(home)]  # fmt: skip
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     cells = results["cells"]
     assert [(c["method"], c["steps"], c["seed"], c["concept"]) for c in cells] == [
+        ("retain", 0, 0, "tesquo-velrix"),
+        ("siu", 2, 0, "tesquo-velrix"),
         ("siu", 4, 0, "tesquo-velrix"),
+        ("ga", 2, 0, "tesquo-velrix"),
         ("ga", 4, 0, "tesquo-velrix"),
     ]
+    assert results["retain"] == {"tesquo-velrix": str(retain)}  # found in the cache, not retrained
     assert results["judge"] == "rubric" and all(c["metrics"]["g_eval"] is not None for c in cells)
     table = (out / "results.md").read_text()
-    assert "| siu | 4 | 1 |" in table and "| ga | 4 | 1 |" in table
-    for c in cells:
-        cell = out / "cells" / f"{c['method']}-s4-seed0-tesquo-velrix"
-        assert (cell / "metrics.json").is_file() and (cell / "report.html").is_file()
+    assert "| siu | 4 | 1 |" in table and "| ga | 2 | 1 |" in table and "| retain | - | 1 |" in table
+    for name in ("retain-tesquo-velrix", "siu-s4-seed0-tesquo-velrix", "ga-s2-seed0-tesquo-velrix"):
+        assert (out / "cells" / name / "metrics.json").is_file()
     assert not [p for p in out.iterdir() if p.name.startswith("tmp")]  # no unlearned models left behind
+    report = (out / "report.html").read_text()
+    assert report.count("<svg") >= 10 and "<polyline" in report and "stroke-dasharray" in report
+    assert "Example answers" in report and "<td>retain</td>" in report
+    # the gold retain model never saw the concept's pictures: it does not name it, keeps the rest,
+    # and membership inference separates its pictures from others' less well than with the original
+    ret = cells[0]["metrics"]
+    assert ret["generality_em"] >= 90 and ret["specificity"] >= 90 and ret["fact_retention"] >= 0.9
+    details = json.loads((out / "cells" / "retain-tesquo-velrix" / "metrics.json").read_text())["details"]
+    assert ret["mia_auc_loss"] < details["mia_auc_original"]["mia_auc_loss"] - 0.1
+    assert ret["c_dis"] > 0  # its own tokenizer, compared piece by piece
     # SIU keeps the other concepts and the facts; GA does not (the paper's finding, on one cell each)
-    siu, ga = cells[0]["metrics"], cells[1]["metrics"]
+    siu, ga = cells[2]["metrics"], cells[4]["metrics"]
     assert siu["specificity"] > ga["specificity"] and siu["fact_retention"] > ga["fact_retention"]
-    # bad input: unknown method, nothing written
+    # bad input: unknown method, or a --retain that is neither auto, none nor a pattern; nothing written
     capsys.readouterr()
     bad = tmp_path / "bad"
     assert main([*args[:6], "--out", str(bad), "--methods", "siu,gx"]) == 2
     assert "unknown method" in capsys.readouterr().err and not bad.exists()
+    assert main([*args[:6], "--out", str(bad), "--retain", "somewhere"]) == 2
+    assert "{concept}" in capsys.readouterr().err and not bad.exists()

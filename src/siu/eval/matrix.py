@@ -3,7 +3,9 @@
 Every cell is one ``siu unlearn`` and one ``siu eval`` (all metrics; the rubric judge on a synthetic
 world, none otherwise). Results are written as they come (``results.json`` is rewritten after each
 cell, so an interrupted run keeps what it finished) and summarised as a markdown table of mean +- std
-over seeds per method and steps, like the paper's Table 1.
+over seeds per method and steps, like the paper's Table 1, and an HTML report with plots. On a
+synthetic world the gold retain models (pre-trained without each concept's pictures, cached) are
+evaluated like unlearned models and shown as the reference row ``retain``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "siu_no_token_mask": {"method": "siu", "use_token_mask": False},
     "siu_no_vocab_mask": {"method": "siu", "use_vocab_mask": False},
 }
+RETAIN = "retain"  # the method name of the gold retain models' rows
 TABLE_METRICS = (
     "efficacy_em",
     "generality_em",
@@ -39,6 +42,8 @@ TABLE_METRICS = (
     "fact_retention",
     "jailbreak_multilingual",
     "jailbreak_multihop",
+    "mia_auc_min_k",
+    "attack_relearn",
 )
 
 
@@ -53,9 +58,8 @@ def _mean_std(values: Sequence[float | None]) -> str:
 
 def markdown_table(cells: Sequence[dict[str, Any]]) -> str:
     """Rows = (method, steps); columns = metrics as mean ± std over seeds and concepts."""
-    keys = sorted(
-        {(c["method"], c["steps"]) for c in cells}, key=lambda k: (list(VARIANTS).index(k[0]), k[1])
-    )
+    order = [*VARIANTS, RETAIN]
+    keys = sorted({(c["method"], c["steps"]) for c in cells}, key=lambda k: (order.index(k[0]), k[1]))
     lines = [
         "| method | steps | runs | " + " | ".join(TABLE_METRICS) + " |",
         "|---|---|---|" + "---|" * len(TABLE_METRICS),
@@ -63,47 +67,117 @@ def markdown_table(cells: Sequence[dict[str, Any]]) -> str:
     for method, steps in keys:
         mine = [c for c in cells if c["method"] == method and c["steps"] == steps]
         row = [_mean_std([c["metrics"].get(m) for c in mine]) for m in TABLE_METRICS]
-        lines.append(f"| {method} | {steps} | {len(mine)} | " + " | ".join(row) + " |")
+        shown = "-" if method == RETAIN else str(steps)
+        lines.append(f"| {method} | {shown} | {len(mine)} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
+def retain_models(
+    retain: str | None,
+    model: Path,
+    bench_path: Path,
+    synthetic: bool,
+    slugs: Sequence[str],
+    home: Path,
+    log: Callable[..., Any],
+) -> dict[str, Path]:
+    """concept slug -> gold retain model: trained (cached) on a synthetic world with ``auto``, or
+    ``retain`` with ``{concept}`` filled in; none with ``none``."""
+    if retain is None or retain == "none":
+        return {}
+    if retain == "auto":
+        if not synthetic:
+            log("no retain rows: the benchmark is not a synthetic world (give --retain 'DIR/{concept}')")
+            return {}
+        from siu.world.cache import retain_model
+
+        return {slug: retain_model(bench_path, model, slug, home, log=log) for slug in slugs}
+    found = {slug: Path(retain.format(concept=slug)) for slug in slugs}
+    absent = [str(p) for p in found.values() if not p.is_dir()]
+    if absent:
+        raise SiuError(f"retain model(s) not found: {', '.join(absent)}")
+    return found
+
+
 def run_matrix(
-    model: str | Path,
+    model: str | Path | None,
     bench_path: str | Path,
     out: str | Path,
     methods: Sequence[str],
     concepts: Sequence[str] | None,
     steps: Sequence[int],
     seeds: int,
+    retain: str | None = "auto",
+    home: Path | None = None,
     overwrite: bool = False,
     log: Callable[..., Any] = print,
 ) -> list[dict[str, Any]]:
+    """Unlearn and evaluate every cell; ``model=None`` pre-trains (cached) the synthetic world's model.
+
+    Returns the cells (method, steps, seed, concept, metrics); the gold retain models, when there are
+    any, add one row per concept with method ``retain`` and steps 0.
+    """
     from siu.bench.load import load_benchmark
     from siu.eval.run import evaluate
     from siu.outputs import versions
+    from siu.report.bench_html import bench_report
     from siu.unlearn.run import UnlearnConfig, check_out, unlearn
+    from siu.world.cli import default_home
 
     unknown = [m for m in methods if m not in VARIANTS]
     if unknown:
         raise SiuError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     if not steps or any(s < 1 for s in steps) or seeds < 1:
         raise SiuError("--steps needs positive integers and --seeds a positive count")
+    bench_path = Path(bench_path)
     bench = load_benchmark(bench_path)
+    synthetic = bench.manifest.generator is not None
     records = [bench.concept(c) for c in concepts] if concepts else list(bench.concepts)
     out = Path(out)
-    check_out(out, [Path(bench_path), Path(model)], Path(model) if Path(model).exists() else None, overwrite)
+    home = home or default_home()
+    inputs = [bench_path] + ([Path(model)] if model is not None and Path(model).exists() else [])
+    check_out(out, inputs, Path(model) if model is not None and Path(model).exists() else None, overwrite)
+    if retain not in (None, "none", "auto") and "{concept}" not in str(retain):
+        raise SiuError(f"--retain must be auto, none or a path with {{concept}} in it, got {retain!r}")
+    if model is None:
+        if not synthetic:
+            raise SiuError("--model is needed unless the benchmark is a synthetic world (siu world build)")
+        from siu.world.cache import world_model
+
+        model = world_model(bench_path, home, log=log)
+        log(f"the world's model: {model}")
+    model = Path(model) if Path(model).exists() else model
+    retains = retain_models(retain, Path(model), bench_path, synthetic, [r.slug for r in records], home, log)
     out.mkdir(parents=True, exist_ok=True)
-    judge = "rubric" if bench.manifest.generator is not None else None
-    total = len(methods) * len(records) * len(steps) * seeds
+    judge = "rubric" if synthetic else None
+    total = len(methods) * len(records) * len(steps) * seeds + len(retains)
     cells: list[dict[str, Any]] = []
     start = time.perf_counter()
+
+    def save() -> None:
+        summary = {"model": str(model), "bench": str(bench_path), "judge": judge, "seeds": seeds,
+                   "retain": {k: str(v) for k, v in retains.items()}, "cells": cells,
+                   "versions": versions()}  # fmt: skip
+        (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    def progress(what: str) -> None:
+        log(f"[{len(cells) + 1}/{total}] {what} ({time.perf_counter() - start:.0f} s)")
+
+    for record in records:
+        if record.slug not in retains:
+            continue
+        progress(f"gold retain model: {record.name}")
+        result = evaluate(retains[record.slug], model, bench_path, record.slug, out / "cells" / cell_name(
+            RETAIN, 0, 0, record.slug), judge=judge, overwrite=True, other_tokenizer=True,
+            log=lambda *_: None)  # fmt: skip
+        cells.append({"method": RETAIN, "steps": 0, "seed": 0, "concept": record.slug,
+                      "metrics": result["metrics"], "train_seconds": None})  # fmt: skip
+        save()
     for method in methods:
         for n_steps in steps:
             for seed in range(seeds):
                 for record in records:
-                    k = len(cells) + 1
-                    log(f"[{k}/{total}] {method}, {n_steps} steps, seed {seed}: {record.name} "
-                        f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
+                    progress(f"{method}, {n_steps} steps, seed {seed}: {record.name}")
                     with tempfile.TemporaryDirectory(dir=out) as tmp:
                         cfg = UnlearnConfig(**VARIANTS[method], steps=n_steps, seed=seed)
                         unlearned = Path(tmp) / "model"
@@ -117,20 +191,27 @@ def run_matrix(
                             progress=False,
                             log=lambda *_: None,
                         )
-                        where = out / "cells" / f"{method}-s{n_steps}-seed{seed}-{record.slug}"
+                        where = out / "cells" / cell_name(method, n_steps, seed, record.slug)
                         result = evaluate(unlearned, model, bench_path, record.slug, where, judge=judge,
                                           overwrite=True, run=run, log=lambda *_: None)  # fmt: skip
                     cells.append({"method": method, "steps": n_steps, "seed": seed, "concept": record.slug,
                                   "metrics": result["metrics"], "train_seconds": run["train_seconds"]})  # fmt: skip
-                    summary = {"model": str(model), "bench": str(bench_path), "judge": judge, "cells": cells,
-                               "versions": versions()}  # fmt: skip
-                    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+                    save()
     table = markdown_table(cells)
     (out / "results.md").write_text(
-        f"Means ± std over {seeds} seed(s) x {len(records)} concept(s); G-Eval judge: {judge or 'none'}.\n\n"
+        f"Means ± std over {seeds} seed(s) x {len(records)} concept(s); G-Eval judge: {judge or 'none'}"
+        + ("; `retain` = the gold retain models (never saw the concept's pictures)" if retains else "")
+        + ".\n\n"
         + table
         + "\n"
     )
+    (out / "report.html").write_text(bench_report(cells, out, table_md=table), encoding="utf-8")
     log(table)
-    log(f"wrote {out}/results.json, results.md and cells/*/report.html ({time.perf_counter() - start:.0f} s)")
+    log(
+        f"wrote {out}/results.json, results.md, report.html and cells/*/ ({time.perf_counter() - start:.0f} s)"
+    )
     return cells
+
+
+def cell_name(method: str, steps: int, seed: int, slug: str) -> str:
+    return f"{RETAIN}-{slug}" if method == RETAIN else f"{method}-s{steps}-seed{seed}-{slug}"

@@ -208,16 +208,20 @@ def evaluate_concept(
     # 4. C-Dis: probabilities of the special tokens' first sub-tokens at the answer's first position
     step("c_dis")
     name_samples = [p[0] for p, _ in named] or [p[0] for p in probes]
-    token_ids = _special_token_ids(unlearned, concept.special_tokens or concept.names)
-    lp_orig = original.next_token_logprobs(name_samples, batch_size=cfg.batch_size).exp()
-    lp_new = unlearned.next_token_logprobs(name_samples, batch_size=cfg.batch_size).exp()
-    out["c_dis"] = _mean(
-        [
-            bernoulli_kl(float(lp_orig[i, t]), float(lp_new[i, t]))
-            for i in range(len(name_samples))
-            for t in token_ids
-        ]
-    )
+    pairs = _special_token_pairs(original, unlearned, concept.special_tokens or concept.names)
+    if pairs:
+        lp_orig = original.next_token_logprobs(name_samples, batch_size=cfg.batch_size).exp()
+        lp_new = unlearned.next_token_logprobs(name_samples, batch_size=cfg.batch_size).exp()
+        out["c_dis"] = _mean(
+            [
+                bernoulli_kl(float(lp_orig[i, o]), float(lp_new[i, u]))
+                for i in range(len(name_samples))
+                for o, u in pairs
+            ]
+        )
+    else:
+        out["c_dis"] = None
+        missing["c_dis"] = "the two tokenizers share no first sub-token of the concept's special tokens"
 
     # 5. fluency: the unlearned model's perplexity on the original's answers, C's tokens excluded
     step("fluency")
@@ -351,15 +355,26 @@ def evaluate_concept(
     return out, rec.records
 
 
-def _special_token_ids(vlm: VLM, tokens: Sequence[str]) -> list[int]:
-    ids: set[int] = set()
+def _first_pieces(vlm: VLM, tokens: Sequence[str]) -> dict[str, int]:
+    """First sub-token (as text) -> id, of each special token with and without a leading space."""
+    found: dict[str, int] = {}
     special = set(vlm.tokenizer.all_special_ids)
     for token in tokens:
         for text in (token, " " + token):
             encoded = [i for i in vlm.tokenizer.encode(text, add_special_tokens=False) if i not in special]
             if encoded:
-                ids.add(encoded[0])
-    return sorted(ids)
+                found[vlm.tokenizer.convert_ids_to_tokens(encoded[0])] = encoded[0]
+    return found
+
+
+def _special_token_pairs(original: VLM, unlearned: VLM, tokens: Sequence[str]) -> list[tuple[int, int]]:
+    """(original id, unlearned id) of the special tokens' first sub-tokens that both tokenizers have.
+
+    With one tokenizer (an unlearned model) the pairs are (i, i); a retain model trained its own
+    tokenizer, so the same piece of text may have another id there, or not be a piece at all.
+    """
+    ours, theirs = _first_pieces(original, tokens), _first_pieces(unlearned, tokens)
+    return sorted({(ours[piece], theirs[piece]) for piece in ours if piece in theirs})
 
 
 def _mia_paper(

@@ -59,13 +59,16 @@ def evaluate(
     trust_remote_code: bool = False,
     overwrite: bool = False,
     run: dict[str, Any] | None = None,
+    other_tokenizer: bool = False,
     log: Callable[..., Any] = print,
 ) -> dict[str, Any]:
     """Every metric of ``concept_name`` for ``model`` against ``original``; returns metrics.json's content.
 
     Inputs are checked (benchmark, concept, output directory, judge and its key) before any model is
     loaded; nothing is written unless every metric was computed. ``run`` (an unlearning run record)
-    adds a line about the training to the HTML report.
+    adds a line about the training to the HTML report. ``other_tokenizer`` lets ``model`` have its own
+    tokenizer (a gold retain model trained from scratch); C-Dis then compares the special tokens'
+    first sub-tokens by their text.
     """
     from siu.bench.load import load_benchmark
     from siu.eval.judges import make_judge
@@ -99,7 +102,7 @@ def evaluate(
     retained = VLM.load(retain, trust_remote_code=trust_remote_code) if retain else None
     # C-Dis and fluency compare token probabilities across the two models; the retain model is only
     # scored on its own (its AUCs), so its tokenizer may differ (the world's retain model trains its own)
-    if base.tokenizer.get_vocab() != unlearned.tokenizer.get_vocab():
+    if base.tokenizer.get_vocab() != unlearned.tokenizer.get_vocab() and not other_tokenizer:
         raise SiuError(
             "--original has a different tokenizer than --model; they must be the same model family"
         )
