@@ -48,6 +48,16 @@ def test_matrix_writes_cells_results_table_and_report(
     # SIU keeps the other concepts and the facts; GA does not (the paper's finding, on one cell each)
     siu, ga = cells[2]["metrics"], cells[4]["metrics"]
     assert siu["specificity"] > ga["specificity"] and siu["fact_retention"] > ga["fact_retention"]
+    # an interrupted run keeps its finished cells; `siu bench report` rewrites the summaries from them
+    (out / "report.html").unlink()
+    capsys.readouterr()
+    assert main(["bench", "report", str(out)]) == 0
+    assert (out / "report.html").read_text() == report and "| retain | - | 1 |" in capsys.readouterr().out
+    # an interrupted run keeps its finished cells; `siu bench report` rewrites the summaries from them
+    (out / "report.html").unlink()
+    capsys.readouterr()
+    assert main(["bench", "report", str(out)]) == 0
+    assert (out / "report.html").read_text() == report and "| retain | - | 1 |" in capsys.readouterr().out
     # bad input: unknown method, or a --retain that is neither auto, none nor a pattern; nothing written
     capsys.readouterr()
     bad = tmp_path / "bad"

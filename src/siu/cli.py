@@ -79,6 +79,22 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--home", type=Path, default=None, help="cache directory (default $SIU_HOME)")
     run.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     run.set_defaults(handler=_cmd_bench_run)
+    report = bsub.add_parser(
+        "report",
+        help="rewrite results.md and report.html of a siu bench run directory",
+        description="Rewrite results.md and report.html from results.json, e.g. after an interrupted "
+        "run (results.json keeps every finished cell) or with a newer siu.",
+    )
+    report.add_argument("dir", type=Path, help="the --out directory of siu bench run")
+    report.set_defaults(handler=_cmd_bench_report)
+
+
+def _cmd_bench_report(args: argparse.Namespace) -> int:
+    from siu.eval.matrix import write_summaries
+
+    print(write_summaries(args.dir))
+    print(f"wrote {args.dir}/results.md and {args.dir}/report.html")
+    return 0
 
 
 def _cmd_bench_run(args: argparse.Namespace) -> int:

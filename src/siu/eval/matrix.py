@@ -120,7 +120,6 @@ def run_matrix(
     from siu.bench.load import load_benchmark
     from siu.eval.run import evaluate
     from siu.outputs import versions
-    from siu.report.bench_html import bench_report
     from siu.unlearn.run import UnlearnConfig, check_out, unlearn
     from siu.world.cli import default_home
 
@@ -197,20 +196,35 @@ def run_matrix(
                     cells.append({"method": method, "steps": n_steps, "seed": seed, "concept": record.slug,
                                   "metrics": result["metrics"], "train_seconds": run["train_seconds"]})  # fmt: skip
                     save()
-    table = markdown_table(cells)
-    (out / "results.md").write_text(
-        f"Means ± std over {seeds} seed(s) x {len(records)} concept(s); G-Eval judge: {judge or 'none'}"
-        + ("; `retain` = the gold retain models (never saw the concept's pictures)" if retains else "")
-        + ".\n\n"
-        + table
-        + "\n"
-    )
-    (out / "report.html").write_text(bench_report(cells, out, table_md=table), encoding="utf-8")
+    table = write_summaries(out)
     log(table)
     log(
         f"wrote {out}/results.json, results.md, report.html and cells/*/ ({time.perf_counter() - start:.0f} s)"
     )
     return cells
+
+
+def write_summaries(out: Path) -> str:
+    """(Re)write results.md and report.html from results.json (also after an interrupted run)."""
+    from siu.report.bench_html import bench_report
+
+    try:
+        results = json.loads((out / "results.json").read_text())
+        cells = results["cells"]
+    except (OSError, ValueError, KeyError) as err:
+        raise SiuError(f"{out}: no readable results.json from siu bench run ({err})") from err
+    if not cells:
+        raise SiuError(f"{out}/results.json holds no finished cells yet")
+    seeds = len({c["seed"] for c in cells if c["method"] != RETAIN}) or 1
+    concepts = len({c["concept"] for c in cells})
+    retain_note = "; `retain` = the gold retain models (never saw the concept's pictures)"
+    table = markdown_table(cells)
+    (out / "results.md").write_text(
+        f"Means ± std over {seeds} seed(s) x {concepts} concept(s); G-Eval judge: "
+        f"{results.get('judge') or 'none'}{retain_note if results.get('retain') else ''}.\n\n{table}\n"
+    )
+    (out / "report.html").write_text(bench_report(cells, out, table_md=table), encoding="utf-8")
+    return table
 
 
 def cell_name(method: str, steps: int, seed: int, slug: str) -> str:
