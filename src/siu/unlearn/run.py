@@ -31,8 +31,15 @@ what it is:
   1e-3 keeps 0.95 but forgets less; 1.2e-3 is the compromise. More target-2 samples or LoRA
   dropout changed little; LoRA on the projector or full fine-tuning of the vision tower did not
   forget at all; LoRA r <= 16 barely forgets.
+* made-up names that start with the concept's first token ("Ji|ra Sayer" for "Ji|pel Testam", which
+  the original model finds likely) taught the model to start the forgotten name; they now go last
+  (forget 0.297 -> 0.266 averaged over the 24 concepts, 8 -> 9 concepts fully met).
 With at most 10 steps no setting forgot every concept: the forget image is forgotten, other images of
-some concepts are not (the tiny model keys on the training phrasings and the image's specifics).
+some concepts are not. Looking at the answers per test image, the tiny vision tower entangles the
+background with the identity: after unlearning from a picture on black, test pictures on black are
+forgotten and those on white are still named. Views of the forget image with the background
+flood-filled in other greys fixed some concepts (ultam-bopir 0.75 -> 0.12) but not most (five
+hardest: 0.80 -> 0.50), and shift/scale/colour views did nothing; neither is in the profile.
 scripts/unlearn_acceptance.py measures the profile on every concept.
 
 Under ``accelerate launch`` the model is wrapped by ``Accelerator.prepare_model`` (DDP when there are
