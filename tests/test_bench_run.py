@@ -16,7 +16,7 @@ def test_matrix_writes_cells_results_table_and_report(
     home, retain = micro_retain
     out = tmp_path / "bench"
     args = ["bench", "run", "--model", str(model), "--bench", str(world), "--out", str(out),
-            "--methods", "siu,ga", "--concepts", "tesquo-velrix", "--steps", "2,4", "--seeds", "1",
+            "--methods", "siu,ga", "--concepts", "tesquo-velrix", "--steps", "2,8", "--seeds", "1",
             "--home", str(home)]  # fmt: skip
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
@@ -24,15 +24,15 @@ def test_matrix_writes_cells_results_table_and_report(
     assert [(c["method"], c["steps"], c["seed"], c["concept"]) for c in cells] == [
         ("retain", 0, 0, "tesquo-velrix"),
         ("siu", 2, 0, "tesquo-velrix"),
-        ("siu", 4, 0, "tesquo-velrix"),
+        ("siu", 8, 0, "tesquo-velrix"),
         ("ga", 2, 0, "tesquo-velrix"),
-        ("ga", 4, 0, "tesquo-velrix"),
+        ("ga", 8, 0, "tesquo-velrix"),
     ]
     assert results["retain"] == {"tesquo-velrix": str(retain)}  # found in the cache, not retrained
     assert results["judge"] == "rubric" and all(c["metrics"]["g_eval"] is not None for c in cells)
     table = (out / "results.md").read_text()
-    assert "| siu | 4 | 1 |" in table and "| ga | 2 | 1 |" in table and "| retain | - | 1 |" in table
-    for name in ("retain-tesquo-velrix", "siu-s4-seed0-tesquo-velrix", "ga-s2-seed0-tesquo-velrix"):
+    assert "| siu | 8 | 1 |" in table and "| ga | 2 | 1 |" in table and "| retain | - | 1 |" in table
+    for name in ("retain-tesquo-velrix", "siu-s8-seed0-tesquo-velrix", "ga-s2-seed0-tesquo-velrix"):
         assert (out / "cells" / name / "metrics.json").is_file()
     assert not [p for p in out.iterdir() if p.name.startswith("tmp")]  # no unlearned models left behind
     report = (out / "report.html").read_text()
@@ -45,7 +45,7 @@ def test_matrix_writes_cells_results_table_and_report(
     details = json.loads((out / "cells" / "retain-tesquo-velrix" / "metrics.json").read_text())["details"]
     assert ret["mia_auc_loss"] < details["mia_auc_original"]["mia_auc_loss"] - 0.1
     assert ret["c_dis"] > 0  # its own tokenizer, compared piece by piece
-    # SIU keeps the other concepts and the facts; GA does not (the paper's finding, on one cell each)
+    # at 8 steps SIU keeps the other concepts and the facts; GA does not (the paper's finding)
     siu, ga = cells[2]["metrics"], cells[4]["metrics"]
     assert siu["specificity"] > ga["specificity"] and siu["fact_retention"] > ga["fact_retention"]
     # an interrupted run keeps its finished cells; `siu bench report` rewrites the summaries from them
