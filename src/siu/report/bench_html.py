@@ -22,7 +22,7 @@ PLOT_METRICS = (
     ("generality_em", "Generality EM (held-out images)"),
     ("specificity", "Specificity"),
     ("fact_retention", "Fact retention"),
-    ("fluency_ppl", "Fluency (perplexity)"),
+    ("fluency_ppl", "Fluency (perplexity, log scale)"),
     ("diversity", "Diversity"),
     ("g_eval", "G-Eval (judge)"),
     ("mia_auc_min_k", "MIA AUC (Min-K%)"),
@@ -39,6 +39,8 @@ def _mean(values: Sequence[Any]) -> float | None:
 
 
 def _nice(v: float) -> str:
+    if abs(v) >= 1e4:
+        return f"{v:.0e}"
     return f"{v:.0f}" if abs(v) >= 100 else f"{v:.2g}" if abs(v) < 10 else f"{v:.1f}"
 
 
@@ -47,8 +49,14 @@ def line_chart(
     series: dict[str, list[tuple[float, float]]],
     colours: dict[str, str],
     reference: float | None = None,
+    log: bool = False,
 ) -> str:
-    """An SVG line chart of ``series`` (name -> [(x, y)]); ``reference`` is drawn dashed (retain)."""
+    """An SVG line chart of ``series`` (name -> [(x, y)]); ``reference`` is drawn dashed (retain).
+
+    ``log``: a log10 y axis (perplexities of a wrecked model reach millions)."""
+    if log:
+        series = {n: [(x, math.log10(max(y, 1e-12))) for x, y in pts] for n, pts in series.items()}
+        reference = math.log10(max(reference, 1e-12)) if reference is not None else None
     points = [p for pts in series.values() for p in pts]
     if not points:
         return ""
@@ -77,7 +85,8 @@ def line_chart(
     ]
     for y in (y0 + pad, (y0 + y1) / 2, y1 - pad):
         parts.append(
-            f"<text x='{PAD_L - 4}' y='{sy(y) + 4:.1f}' text-anchor='end' font-size='10'>{_nice(y)}</text>"
+            f"<text x='{PAD_L - 4}' y='{sy(y) + 4:.1f}' text-anchor='end' font-size='10'>"
+            f"{_nice(10**y if log else y)}</text>"
         )
     for x in xs:
         parts.append(
@@ -96,7 +105,7 @@ def line_chart(
         parts.append(f"<polyline points='{path}' fill='none' stroke='{colour}' stroke-width='1.8'/>")
         parts += [
             f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='2.6' fill='{colour}'>"
-            f"<title>{e(name)}, {x:g} steps: {y:.3f}</title></circle>"
+            f"<title>{e(name)}, {x:g} steps: {10**y if log else y:.3f}</title></circle>"
             for x, y in pts
         ]
     parts.append("</svg>")
@@ -198,7 +207,7 @@ def bench_report(cells: Sequence[dict[str, Any]], out: Path, table_md: str = "")
             if pts:
                 series[m] = pts
         ref = _mean([c["metrics"].get(key) for c in retain])
-        parts.append(line_chart(title, series, colours, ref))
+        parts.append(line_chart(title, series, colours, ref, log=key == "fluency_ppl"))
     if steps:
         last = steps[-1]
         groups: dict[str, dict[str, float]] = {}
