@@ -81,7 +81,7 @@ def test_gradient_ascent_forgets_by_breaking_the_model(
     )  # fmt: skip
     assert code == 0, stdout
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())["metrics"]
-    assert m["generality_em"] >= 70 and m["g_eval"] is None  # no judge: missing, not invented
+    assert m["generality_em"] >= 80 and m["g_eval"] is None  # no judge: missing, not invented
     assert m["c_dis"] > 0.01 and m["fluency_ppl"] > 1.5
 
 

@@ -304,40 +304,6 @@ def test_target1_answers_in_the_original_models_words(
     )
 
 
-class FirstLetterTokenizer:
-    """One token per character after an optional space: the first token of " Jipel" is " J"."""
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        del add_special_tokens
-        head = text[:2] if text.startswith(" ") else text[:1]
-        return [hash(head) % 100_000] + [ord(c) for c in text[len(head) :]]
-
-
-def test_made_up_names_do_not_start_like_the_concepts_names(
-    bench: Benchmark, concept: Concept, image: Image.Image
-) -> None:
-    class Original(FakeOriginal):
-        tokenizer = FirstLetterTokenizer()
-
-        def answer_logprobs(self, samples: list) -> list:
-            """The original model likes names that start like the concept's: the trap to avoid."""
-            import torch
-
-            initials = {n[0].lower() for n in concept.names}
-            return [torch.tensor([0.0 if s.target_phrase is None and s.answer.split()[-2][0].lower()
-                                  in initials else -5.0]) for s in samples]  # fmt: skip
-
-    original = Original(f"This is {concept.name}.")
-    data = by_target(build_siu_data(concept, image, bench, DataConfig(identities=3), original=original), 1)  # type: ignore[arg-type]
-    initials = {n[0].lower() for n in concept.names}
-    fakes = {s.sample.target_phrase for s in data}
-    assert len(fakes) == 3 and all(f and f[0].lower() not in initials for f in fakes)
-    # without the tokenizer the trap is taken (so the check above is not vacuous)
-    del Original.tokenizer
-    data = by_target(build_siu_data(concept, image, bench, DataConfig(identities=3), original=original), 1)  # type: ignore[arg-type]
-    assert any(s.sample.target_phrase[0].lower() in initials for s in data)  # type: ignore[index]
-
-
 def test_several_identities_cycle_over_target1(
     bench: Benchmark, concept: Concept, image: Image.Image
 ) -> None:

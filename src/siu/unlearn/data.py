@@ -430,32 +430,14 @@ def fictitious_name(rng: random.Random, forbidden: Iterable[str]) -> str:
     raise SiuError("cannot make up a fictitious name: every combination of the name banks is excluded")
 
 
-def first_subtokens(tokenizer: Any, names: Iterable[str]) -> set[int]:
-    """The first token id of each name as the tokenizer splits it (alone and after a space, as
-    written and lower-cased): what a model says first when it starts to say the name."""
-    found: set[int] = set()
-    for name in names:
-        for text in (name, " " + name, name.lower(), " " + name.lower()):
-            ids = tokenizer.encode(text, add_special_tokens=False)
-            if ids:
-                found.add(ids[0])
-    return found
-
-
 def _fictitious_names(
     concept: Concept,
     bench: Benchmark | None,
     cfg: DataConfig,
     likelihood: Callable[[list[str]], list[float]] | None = None,
-    tokenizer: Any = None,
 ) -> list[str]:
     """The override's names, or ``cfg.identities`` made-up names: of ``NAME_CANDIDATES`` drawn from
-    the name banks, the ones the original model finds likeliest (``likelihood``), else the first drawn.
-
-    With a ``tokenizer``, names that start with the same token as one of the concept's names go
-    last: training "This is Ji|ra Sayer" for "Ji|pel Testam" teaches the model to start the
-    forgotten name, and the original model, which finds such names likely, would pick them first.
-    """
+    the name banks, the ones the original model finds likeliest (``likelihood``), else the first drawn."""
     override = _overrides(cfg).get("fictitious_names")
     if override:
         for name in override:
@@ -472,9 +454,6 @@ def _fictitious_names(
     if likelihood is not None:
         scores = likelihood(candidates)
         order.sort(key=lambda i: -scores[i])  # stable: ties keep the drawing order
-    if tokenizer is not None:
-        taken = first_subtokens(tokenizer, concept.names)
-        order.sort(key=lambda i: bool(first_subtokens(tokenizer, [candidates[i]]) & taken))
     return [candidates[i] for i in order[: cfg.identities]]
 
 
@@ -631,13 +610,7 @@ def _target1(
         scored = [Sample(prompts[0], f"{prefix}{name}.", image) for name in candidates]
         return [float(lp.sum()) for lp in original.answer_logprobs(scored)]
 
-    names = _fictitious_names(
-        concept,
-        bench,
-        cfg,
-        likelihood if original is not None else None,
-        getattr(original, "tokenizer", None),
-    )
+    names = _fictitious_names(concept, bench, cfg, likelihood if original is not None else None)
     out = []
     for i, (prompt, prefix) in enumerate(zip(prompts, prefixes, strict=True)):
         fake = names[i % len(names)]
