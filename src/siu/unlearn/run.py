@@ -31,9 +31,10 @@ what it is:
   1e-3 keeps 0.95 but forgets less; 1.2e-3 is the compromise. More target-2 samples or LoRA
   dropout changed little; LoRA on the projector or full fine-tuning of the vision tower did not
   forget at all; LoRA r <= 16 barely forgets.
-* made-up names that start with the concept's first token ("Ji|ra Sayer" for "Ji|pel Testam", which
-  the original model finds likely) taught the model to start the forgotten name; they now go last
-  (forget 0.297 -> 0.266 averaged over the 24 concepts, 8 -> 9 concepts fully met).
+* the original model's likeliest made-up names often start with the concept's first token ("Ji|ra
+  Sayer" for "Ji|pel Testam"). Putting those last helped on the default world (forget 0.297 -> 0.266
+  over the 24 concepts) but hurt the micro world (tesquo-velrix's forget image named 9/34 instead of
+  0/34: "T|homas Sullivan" had suppressed "T|esquo" directly); not robust, so not done.
 With at most 10 steps no setting forgot every concept: the forget image is forgotten, other images of
 some concepts are not. Looking at the answers per test image, the tiny vision tower entangles the
 background with the identity: after unlearning from a picture on black, test pictures on black are
