@@ -40,7 +40,7 @@ some concepts are not. Looking at the answers per test image, the tiny vision to
 background with the identity: after unlearning from a picture on black, test pictures on black are
 forgotten and those on white are still named. Views of the forget image with the background
 flood-filled in other greys fixed some concepts (ultam-bopir 0.75 -> 0.12) but not most (five
-hardest: 0.80 -> 0.50), and shift/scale/colour views did nothing; neither is in the profile.
+hardest: 0.80 -> 0.60), and shift/scale/colour views did nothing; neither is in the profile.
 scripts/unlearn_acceptance.py measures the profile on every concept.
 
 Under ``accelerate launch`` the model is wrapped by ``Accelerator.prepare_model`` (DDP when there are
