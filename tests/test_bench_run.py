@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from siu.cli import main
+from siu.world.cache import cached_retain_model
 
 
 def test_matrix_writes_cells_results_table_and_report(
@@ -29,6 +30,9 @@ def test_matrix_writes_cells_results_table_and_report(
         ("ga", 8, 0, "tesquo-velrix"),
     ]
     assert results["retain"] == {"tesquo-velrix": str(retain)}  # found in the cache, not retrained
+    # the demo looks retain models up the same way, and never trains one
+    assert cached_retain_model(world, model, "tesquo-velrix", home) == retain
+    assert cached_retain_model(world, model, "tenran-rixtiv", home) is None
     assert results["judge"] == "rubric" and all(c["metrics"]["g_eval"] is not None for c in cells)
     table = (out / "results.md").read_text()
     assert "| siu | 8 | 1 |" in table and "| ga | 2 | 1 |" in table and "| retain | - | 1 |" in table

@@ -67,6 +67,17 @@ def world_model(world: Path, home: Path, log: Callable[..., Any] = print, progre
     return out
 
 
+def cached_retain_model(world: Path, original: Path, concept_slug: str, home: Path) -> Path | None:
+    """The gold retain model of ``concept_slug`` if one is already under ``home/models`` (never trains)."""
+    from siu.bench.load import load_benchmark
+
+    try:
+        cfg = pretrain_config_of(original)
+    except SiuError:
+        return None
+    return _find(home, cache_key(load_benchmark(world), cfg, concept_slug))
+
+
 def retain_model(
     world: Path,
     original: Path,

@@ -154,7 +154,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 0
     from siu.demo import unlearn_and_evaluate
 
-    report = unlearn_and_evaluate(world, model, home / "demo", args.concept)
+    report = unlearn_and_evaluate(world, model, home / "demo", args.concept, siu_home=home)
     print(
         f"demo finished in {time.perf_counter() - start:.0f} s. Open {report} in a browser; "
         f"`siu unlearn --help` and `siu eval --help` run the same steps on any concept or model."
