@@ -315,15 +315,12 @@ def evaluate_concept(
     name_samples = [s for s, _, _ in name_probes]
     for bits in QUANT_BITS:
         key = f"attack_quant{bits}"
-        for who, vlm in (("unlearned", unlearned), ("original", original)):
-            with quantised(vlm.model, bits):
-                quant_answers = vlm.generate(name_samples, **gen)
-            extra = {"model": "original"} if who == "original" else {}
-            share = _mean([float(h) for h in rec.add(key, name_probes, quant_answers, **extra)])
-            if who == "unlearned":
-                out[key] = share
-            else:
-                reference[key] = share
+        with quantised(unlearned.model, bits):
+            hits = rec.add(key, name_probes, unlearned.generate(name_samples, **gen))
+        out[key] = _mean([float(h) for h in hits])
+        with quantised(original.model, bits):
+            hits = rec.add(key, name_probes, original.generate(name_samples, **gen), model="original")
+        reference[key] = _mean([float(h) for h in hits])
     step("relearning attack")
     relearn_data = relearn_samples(concept, bench)
     with relearned(unlearned, relearn_data) as losses:

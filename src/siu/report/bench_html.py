@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from siu.eval.matrix import RETAIN, cell_name
 from siu.report.html import STYLE
 
 PLOT_METRICS = (
@@ -29,7 +30,6 @@ PLOT_METRICS = (
     ("attack_relearn", "Named after relearning"),
 )
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-RETAIN = "retain"
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 300, 190, 44, 10, 22, 30
 
 
@@ -179,8 +179,6 @@ def _md_table_to_html(table_md: str) -> str:
 
 def bench_report(cells: Sequence[dict[str, Any]], out: Path, table_md: str = "") -> str:
     """The page for a finished matrix; ``out`` holds the cells' answers (cells/<name>/answers.jsonl)."""
-    from siu.eval.matrix import cell_name
-
     e = html.escape
     methods = list(dict.fromkeys(c["method"] for c in cells if c["method"] != RETAIN))
     colours = {m: COLOURS[i % len(COLOURS)] for i, m in enumerate(methods)}
