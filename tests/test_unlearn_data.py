@@ -27,6 +27,7 @@ from siu.unlearn.data import (
     format_dataset,
     load_overrides,
 )
+from siu.unlearn.views import BACKGROUND_LEVELS, with_views
 from siu.world.build import WorldConfig, build_world
 
 
@@ -357,3 +358,34 @@ def test_bad_config_raises(bench: Benchmark, concept: Concept, image: Image.Imag
         build_siu_data(concept, image, bench, DataConfig(counts=(1, 2, 3)))  # type: ignore[arg-type]
     with pytest.raises(SiuError, match="other concepts"):
         build_siu_data(concept, image, None, DataConfig(targets=(4,)))
+
+
+def test_views_of_the_forget_image(bench: Benchmark, concept: Concept, image: Image.Image) -> None:
+    data = build_siu_data(concept, image, bench, DataConfig())
+    viewed = with_views(data, image, views=9, seed=0, background=True)
+    pictures = [s.sample.image for s in viewed if s.sample.image is not None]
+    assert [s.view for s in viewed if s.sample.image is not None] == [k % 9 for k in range(len(pictures))]
+    assert pictures[0] is image  # view 0 is the image itself
+    assert all(p.size == image.size for p in pictures)
+    # every other view is a different picture, drawn again identically from the same seed
+    raw = [p.convert("RGB").tobytes() for p in pictures[:4]]
+    assert len(set(raw)) == 4
+    again = with_views(data, image, views=9, seed=0, background=True)
+    assert [s.sample.image.tobytes() for s in again[1:4]] == raw[1:]  # type: ignore[union-attr]
+    other_seed = with_views(data, image, views=9, seed=1, background=True)
+    assert other_seed[1].sample.image.tobytes() != raw[1]  # type: ignore[union-attr]
+    # the background is repainted in the greys that differ from the forget image's own background
+    own = image.convert("RGB").getpixel((0, 0))
+    first_of_level = {1: BACKGROUND_LEVELS[0], 3: BACKGROUND_LEVELS[1], 6: BACKGROUND_LEVELS[2]}
+    repainted = {k: v for k, v in first_of_level.items() if sum(abs(c - v) for c in own) > 60}
+    assert len(repainted) >= 2
+    for k, level in repainted.items():
+        assert pictures[k].getpixel((0, 0)) == (level,) * 3
+    # text samples, prompts and answers are untouched; one view means no change
+    assert [(s.target, s.sample.prompt, s.sample.answer) for s in viewed] == [
+        (s.target, s.sample.prompt, s.sample.answer) for s in data
+    ]
+    assert with_views(data, image, views=1, seed=0) == data
+    records = dataset_record(viewed)
+    assert records[0]["image"] == "forget image" and records[1]["image"] == "forget image, view 1"
+    assert "view 1" in format_dataset(viewed)

@@ -121,7 +121,9 @@ def science(
 def test_siu_forgets_the_concept_and_keeps_the_rest(science: dict) -> None:
     run, before, after = science["run"], science["before"], science["after"]
     assert run["profile"] == "tiny" and run["config"]["steps"] <= 10
-    assert {d["image"] for d in run["dataset"] if d["target"] in (1, 2)} == {"forget image"}
+    # one image: targets 1 and 2 show the forget image or views of it (rescaled, repainted), nothing else
+    images = {d["image"] for d in run["dataset"] if d["target"] in (1, 2)}
+    assert "forget image" in images and all(i.startswith("forget image") for i in images)
     forgotten, kept_facts = after[SCIENCE_CONCEPT]
     assert before[SCIENCE_CONCEPT][0] >= 0.9  # the original recognised it
     # every name question of the benchmark (never trained on) on the forget image: forgotten (at most

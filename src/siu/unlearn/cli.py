@@ -24,7 +24,7 @@ naming C), ga_kl (GA + KL to the original model).
 Training defaults come from the model's profile: the paper's LLaVA-1.5 set-up (LoRA r=128, alpha=256,
 dropout 0.05 on the language model's linear layers; AdamW lr 3e-4, cosine, warm-up 0.03, batch 4,
 6 steps) for real models, and a profile tuned for the synthetic world's tiny model (LoRA, lr 1.2e-3,
-all 25 samples per step, 10 steps, nine made-up identities).
+all 25 samples per step, 10 steps, nine made-up identities, five views of the forget image).
 Every value can be overridden below. The output directory receives the unlearned model (LoRA merged
 unless --adapter-only), the processor and run.json (config, data set, per-step losses, versions).
 """
@@ -89,6 +89,19 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="target 1: how many different made-up names answer the 'who is this?' prompts "
         "(default: the profile's; 1 for real models, as in the paper)",
+    )
+    data.add_argument(
+        "--views",
+        type=int,
+        help="views of the one forget image (rescaled, shifted, jittered) that the image samples "
+        "cycle through; 1 = the image as it is (default: the profile's; 1 for real models, 5 for "
+        "the synthetic world's tiny model, whose vision tower is not scale-invariant)",
+    )
+    data.add_argument(
+        "--view-background",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="views also repaint a flat background in other greys (default: on for the tiny model only)",
     )
     data.add_argument("--overrides", metavar="FILE", help="YAML/JSON file overriding parts of the data")
 
@@ -173,6 +186,8 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
         targets=args.targets if args.targets is not None else (1, 2, 3, 4),
         counts=counts,
         identities=args.identities,
+        views=args.views,
+        view_background=args.view_background,
         seed=args.seed,
         kl_weight=args.kl_weight,
         reference=args.reference.replace("-", "_"),

@@ -217,6 +217,7 @@ class UnlearnSample:
 
     target: int
     sample: Sample
+    view: int = 0  # which view of the forget image (0: the image itself; see siu.unlearn.views)
 
 
 @dataclass
@@ -859,13 +860,19 @@ def _short(text: str | None, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 3].rstrip() + "..."
 
 
+def _image_label(s: UnlearnSample, plain: str, viewed: str, none: str | None) -> str | None:
+    if s.sample.image is None:
+        return none
+    return viewed.format(k=s.view) if s.view else plain
+
+
 def format_dataset(samples: Sequence[UnlearnSample], width: int = 60) -> str:
     """A readable table of the fine-tuning data (for ``siu unlearn --dry-run``)."""
     rows = [
         [
             i,
             s.target,
-            "yes" if s.sample.image is not None else "no",
+            _image_label(s, "yes", "view {k}", "no"),
             _short(s.sample.prompt, width),
             _short(s.sample.answer, width + 20),
             _short(s.sample.target_phrase, 30),
@@ -885,7 +892,7 @@ def dataset_record(samples: Sequence[UnlearnSample]) -> list[dict[str, Any]]:
         {
             "index": i,
             "target": s.target,
-            "image": "forget image" if s.sample.image is not None else None,
+            "image": _image_label(s, "forget image", "forget image, view {k}", None),
             "prompt": s.sample.prompt,
             "answer": s.sample.answer,
             "target_phrase": s.sample.target_phrase,

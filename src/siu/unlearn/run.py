@@ -36,11 +36,14 @@ what it is:
   over the 24 concepts) but hurt the micro world (tesquo-velrix's forget image named 9/34 instead of
   0/34: "T|homas Sullivan" had suppressed "T|esquo" directly); not robust, so not done.
 With at most 10 steps no setting forgot every concept: the forget image is forgotten, other images of
-some concepts are not. Looking at the answers per test image, the tiny vision tower entangles the
-background with the identity: after unlearning from a picture on black, test pictures on black are
-forgotten and those on white are still named. Views of the forget image with the background
-flood-filled in other greys fixed some concepts (ultam-bopir 0.75 -> 0.12) but not most (five
-hardest: 0.80 -> 0.60), and shift/scale/colour views did nothing; neither is in the profile.
+some concepts are not. The picture's *size* matters more than its background: after unlearning a
+small logo, its large pictures barely moved (log p of "This is C." -0.2 against -6 on the forget
+image), and over the 24 concepts held-out pictures on the forget image's background were named about
+as often as the others (15/61 vs 42/131). Hence views (siu.unlearn.views): the image samples cycle
+through the forget image and rescaled (x0.8, x1.3), shifted, jittered copies with the flat background
+repainted. Five views (seeds 0-2): forget 0.224 vs 0.288 without, others 0.941 vs 0.945 (one view,
+seeds 0-2), facts 0.953 vs 0.958; nine views forgot a little more but kept less (micro world: a
+second concept fell to 0.75); random-scale views without repainting helped less.
 scripts/unlearn_acceptance.py measures the profile on every concept.
 
 Under ``accelerate launch`` the model is wrapped by ``Accelerator.prepare_model`` (DDP when there are
@@ -91,6 +94,7 @@ from siu.unlearn.losses import (
     siu_loss,
     vocab_mask_for_names,
 )
+from siu.unlearn.views import with_views
 
 METHODS = ("siu", "po", "ga", "ga_kl")
 METHODS_WITH_REFERENCE = ("siu", "ga_kl")
@@ -115,10 +119,13 @@ PAPER_PROFILE: dict[str, Any] = {
     "full_scope": "language_model",
     "counts": (9, 2, 7, 7),  # the authors' released example
     "identities": 1,  # one made-up name, as in the authors' example
+    "views": 1,  # the forget image as it is
+    "view_background": False,
 }
 # The synthetic world's tiny LLaVA (about 1M parameters; language model 128 wide): the paper's LoRA
 # shape (r=128, alpha=256, which is full rank here) without dropout, a larger lr, every sample in
-# every step (the 25 samples are one batch), 10 steps, and nine made-up identities instead of one.
+# every step (the 25 samples are one batch), 10 steps, nine made-up identities instead of one, and
+# the image samples spread over five views of the forget image.
 # See the tuning notes in the module docstring.
 TINY_PROFILE: dict[str, Any] = {
     "steps": 10,
@@ -135,6 +142,8 @@ TINY_PROFILE: dict[str, Any] = {
     "full_scope": "language_model",
     "counts": (9, 2, 7, 7),
     "identities": 9,
+    "views": 5,
+    "view_background": True,
 }
 PROFILE_FIELDS = tuple(PAPER_PROFILE)
 
@@ -170,6 +179,8 @@ class UnlearnConfig:
     targets: tuple[int, ...] = (1, 2, 3, 4)
     counts: tuple[int, int, int, int] | None = None  # samples per target; None: the profile's
     identities: int | None = None  # target 1's distinct made-up names; None: the profile's
+    views: int | None = None  # views of the forget image the image samples cycle through (1: none)
+    view_background: bool | None = None  # views also repaint the background (flat backgrounds only)
     seed: int = 0
     kl_weight: float = 1.0  # GA+KL: weight of the KL term
     reference: str = "cached"  # p_ref: "cached" (once, before step 1) | "adapter_off" (LoRA, every step)
@@ -181,7 +192,12 @@ class UnlearnConfig:
             raise SiuError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
         if self.profile not in PROFILES:
             raise SiuError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILES)}")
-        positive = {"steps": self.steps, "batch_size": self.batch_size, "lora_r": self.lora_r}
+        positive = {
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "lora_r": self.lora_r,
+            "views": self.views,
+        }
         for name, value in positive.items():
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise SiuError(f"{name} must be a positive integer, got {value!r}")
@@ -231,7 +247,7 @@ def profile_for(model_type: str, n_params: int) -> dict[str, Any]:
     model's linear layers, AdamW lr 3e-4, cosine schedule, warm-up 0.03, batch 4, 6 steps, one
     made-up identity. The synthetic world's tiny LLaVA gets the profile tuned on the default world:
     the same LoRA shape without dropout, lr 1.2e-3, all samples in every step, 10 steps, nine
-    made-up identities.
+    made-up identities, five views of the forget image (resized, repainted backgrounds).
     """
     del model_type  # one profile per size for now; the argument leaves room for family-specific ones
     return dict(TINY_PROFILE if n_params < TINY_PARAMS else PAPER_PROFILE)
@@ -628,8 +644,12 @@ def build_data(
         identities=cfg.identities or 1,
     )
     if cfg.method == "siu":
-        return build_siu_data(concept, image, bench, data_cfg, original=original)
-    return build_baseline_data(cfg.method, concept, image, data_cfg, bench=bench)
+        samples = build_siu_data(concept, image, bench, data_cfg, original=original)
+    else:
+        samples = build_baseline_data(cfg.method, concept, image, data_cfg, bench=bench)
+    # Views come last, so that what is built from the image (the model's own naming prefix, its
+    # likeliest made-up names, the visible description) is built from the forget image itself.
+    return with_views(samples, image, cfg.views or 1, cfg.seed, bool(cfg.view_background))
 
 
 def unlearn(

@@ -1,0 +1,92 @@
+"""Augmented views of the one forget image.
+
+The data budget stays one image: every view is drawn from the forget image alone (rescaled, shifted,
+brightness and colour jittered, and optionally with its background repainted). A model whose vision
+features are not invariant to scale or background (the synthetic world's tiny tower) otherwise learns
+to forget *that picture*, not the concept: with one view a picture of the same logo at another size
+was still named. View 0 is always the image itself; view ``k`` depends only on the seed and ``k``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+
+from PIL import Image, ImageDraw, ImageEnhance
+
+from siu.unlearn.data import UnlearnSample
+
+# Views cover sizes and backgrounds systematically (view k: SCALES[k % 3], background k // 3), so that
+# nine views hold every pair; the shift and jitter are drawn from the seed.
+SCALES = (1.0, 0.8, 1.3)  # the picture's size relative to the forget image
+SHIFT = 0.1  # of the width / height
+JITTER = (0.85, 1.15)  # brightness and colour saturation factors
+# Repainted backgrounds: light, dark and mid grey, the synthetic world's backgrounds.
+BACKGROUND_LEVELS = (245, 20, 128)
+BACKGROUND_THRESHOLD = 60  # flood-fill tolerance per channel: the background's noise, not the object
+
+
+def _border_colour(img: Image.Image) -> tuple[int, int, int]:
+    """Median colour of the border: what fills the canvas that a shrunk or shifted image uncovers."""
+    w, h = img.size
+    px = img.load()
+    assert px is not None
+    border = [px[x, y] for x in range(w) for y in (0, h - 1)] + [
+        px[x, y] for y in range(h) for x in (0, w - 1)
+    ]
+    return tuple(sorted(c[i] for c in border)[len(border) // 2] for i in range(3))  # type: ignore[return-value]
+
+
+def _repaint_background(img: Image.Image, level: int) -> None:
+    """Flood-fill the background from the four corners with grey ``level`` (in place)."""
+    w, h = img.size
+    colour = (level, level, level)
+    for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
+        if img.getpixel(xy) != colour:
+            ImageDraw.floodfill(img, xy, colour, thresh=BACKGROUND_THRESHOLD)
+
+
+def view(image: Image.Image, k: int, seed: int, background: bool = False) -> Image.Image:
+    """View ``k`` of ``image`` (view 0 is ``image`` itself); same size and mode RGB."""
+    if k == 0:
+        return image
+    rng = random.Random(f"siu-view:{seed}:{k}")
+    img = image.convert("RGB")
+    w, h = img.size
+    s = SCALES[k % len(SCALES)] * rng.uniform(0.95, 1.05)
+    dx, dy = rng.uniform(-SHIFT, SHIFT) * w, rng.uniform(-SHIFT, SHIFT) * h
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    canvas = Image.new("RGB", (w, h), _border_colour(img))
+    canvas.paste(
+        img.resize((nw, nh), Image.Resampling.BILINEAR), (round((w - nw) / 2 + dx), round((h - nh) / 2 + dy))
+    )
+    canvas = ImageEnhance.Brightness(canvas).enhance(rng.uniform(*JITTER))
+    canvas = ImageEnhance.Color(canvas).enhance(rng.uniform(*JITTER))
+    if background:
+        _repaint_background(canvas, BACKGROUND_LEVELS[(k // len(SCALES)) % len(BACKGROUND_LEVELS)])
+    return canvas
+
+
+def with_views(
+    samples: Sequence[UnlearnSample], image: Image.Image, views: int, seed: int, background: bool = False
+) -> list[UnlearnSample]:
+    """``samples`` with the forget image of the ``i``-th image sample replaced by view ``i % views``.
+
+    Text-only samples are unchanged; with ``views == 1`` nothing changes.
+    """
+    if views < 1:
+        raise ValueError(f"views must be >= 1, got {views}")
+    if views == 1:
+        return list(samples)
+    pictures = [view(image, k, seed, background) for k in range(views)]
+    out: list[UnlearnSample] = []
+    i = 0
+    for s in samples:
+        if s.sample.image is None:
+            out.append(s)
+            continue
+        k = i % views
+        out.append(UnlearnSample(s.target, replace(s.sample, image=pictures[k]), view=k))
+        i += 1
+    return out
