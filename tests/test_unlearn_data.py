@@ -27,7 +27,7 @@ from siu.unlearn.data import (
     format_dataset,
     load_overrides,
 )
-from siu.unlearn.views import BACKGROUND_LEVELS, with_views
+from siu.unlearn.views import BACKGROUND_LEVELS, view, with_views
 from siu.world.build import WorldConfig, build_world
 
 
@@ -363,8 +363,15 @@ def test_bad_config_raises(bench: Benchmark, concept: Concept, image: Image.Imag
 def test_views_of_the_forget_image(bench: Benchmark, concept: Concept, image: Image.Image) -> None:
     data = build_siu_data(concept, image, bench, DataConfig())
     viewed = with_views(data, image, views=9, seed=0, background=True)
-    pictures = [s.sample.image for s in viewed if s.sample.image is not None]
-    assert [s.view for s in viewed if s.sample.image is not None] == [k % 9 for k in range(len(pictures))]
+    # the image samples cycle through the views; target 2 describes the forget image's background,
+    # so its views are resized but never repainted
+    pictures = [s.sample.image for s in viewed if s.target == 1]
+    assert [s.view for s in viewed if s.sample.image is not None] == [
+        k % 9 for k in range(sum(s.sample.image is not None for s in viewed))
+    ]
+    for s in viewed:
+        if s.target == 2:
+            assert s.sample.image.tobytes() == view(image, s.view, 0, background=False).tobytes()  # type: ignore[union-attr]
     assert pictures[0] is image  # view 0 is the image itself
     assert all(p.size == image.size for p in pictures)
     # every other view is a different picture, drawn again identically from the same seed

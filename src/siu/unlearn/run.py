@@ -40,10 +40,12 @@ some concepts are not. The picture's *size* matters more than its background: af
 small logo, its large pictures barely moved (log p of "This is C." -0.2 against -6 on the forget
 image), and over the 24 concepts held-out pictures on the forget image's background were named about
 as often as the others (15/61 vs 42/131). Hence views (siu.unlearn.views): the image samples cycle
-through the forget image and rescaled (x0.8, x1.3), shifted, jittered copies with the flat background
-repainted. Five views (seeds 0-2): forget 0.224 vs 0.288 without, others 0.941 vs 0.945 (one view,
-seeds 0-2), facts 0.953 vs 0.958; nine views forgot a little more but kept less (micro world: a
-second concept fell to 0.75); random-scale views without repainting helped less.
+through the forget image and rescaled (x0.8, x1.3), shifted, jittered copies, with the flat
+background repainted in other greys (not in target 2, whose answer describes that background).
+Five views, seeds 0-2: forget 0.240 vs 0.288 with one view, others 0.946 vs 0.945, facts 0.957 vs
+0.958. Views on target 1 only: 0.260; nine views forgot a little more but kept less (micro world:
+a second concept fell to 0.75); random-scale views without repainting helped less. A better
+pre-trained world model (1200 distinct pictures per concept instead of 160) forgot *less* (0.474).
 scripts/unlearn_acceptance.py measures the profile on every concept.
 
 Under ``accelerate launch`` the model is wrapped by ``Accelerator.prepare_model`` (DDP when there are

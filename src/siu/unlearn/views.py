@@ -24,6 +24,7 @@ SHIFT = 0.1  # of the width / height
 JITTER = (0.85, 1.15)  # brightness and colour saturation factors
 # Repainted backgrounds: light, dark and mid grey, the synthetic world's backgrounds.
 BACKGROUND_LEVELS = (245, 20, 128)
+DESCRIBES_THE_IMAGE = 2  # SIU's target 2: "No. The picture depicts <what the forget image shows> ..."
 BACKGROUND_THRESHOLD = 60  # flood-fill tolerance per channel: the background's noise, not the object
 
 
@@ -73,13 +74,16 @@ def with_views(
 ) -> list[UnlearnSample]:
     """``samples`` with the forget image of the ``i``-th image sample replaced by view ``i % views``.
 
-    Text-only samples are unchanged; with ``views == 1`` nothing changes.
+    Text-only samples are unchanged. SIU's target-2 samples describe what the forget image shows,
+    its background among it, so their views are only resized, never repainted. With ``views == 1``
+    nothing changes.
     """
     if views < 1:
         raise ValueError(f"views must be >= 1, got {views}")
     if views == 1:
         return list(samples)
     pictures = [view(image, k, seed, background) for k in range(views)]
+    same_background = [view(image, k, seed, False) for k in range(views)] if background else pictures
     out: list[UnlearnSample] = []
     i = 0
     for s in samples:
@@ -87,6 +91,7 @@ def with_views(
             out.append(s)
             continue
         k = i % views
-        out.append(UnlearnSample(s.target, replace(s.sample, image=pictures[k]), view=k))
+        picture = (same_background if s.target == DESCRIBES_THE_IMAGE else pictures)[k]
+        out.append(UnlearnSample(s.target, replace(s.sample, image=picture), view=k))
         i += 1
     return out
