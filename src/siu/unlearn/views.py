@@ -25,7 +25,9 @@ JITTER = (0.85, 1.15)  # brightness and colour saturation factors
 # Repainted backgrounds: light, dark and mid grey, the synthetic world's backgrounds.
 BACKGROUND_LEVELS = (245, 20, 128)
 DESCRIBES_THE_IMAGE = 2  # SIU's target 2: "No. The picture depicts <what the forget image shows> ..."
-BACKGROUND_THRESHOLD = 60  # flood-fill tolerance per channel: the background's noise, not the object
+BACKGROUND_THRESHOLD = (
+    60  # flood-fill tolerance (summed over channels): the background's noise, not the object
+)
 
 
 def _border_colour(img: Image.Image) -> tuple[int, int, int]:
@@ -39,13 +41,16 @@ def _border_colour(img: Image.Image) -> tuple[int, int, int]:
     return tuple(sorted(c[i] for c in border)[len(border) // 2] for i in range(3))  # type: ignore[return-value]
 
 
-def _repaint_background(img: Image.Image, level: int) -> None:
-    """Flood-fill the background from the four corners with grey ``level`` (in place)."""
+def _repainted(img: Image.Image, k: int) -> Image.Image:
+    """A copy of view ``k`` with its background flood-filled from the corners in view ``k``'s grey."""
+    img = img.copy()
     w, h = img.size
+    level = BACKGROUND_LEVELS[(k // len(SCALES)) % len(BACKGROUND_LEVELS)]
     colour = (level, level, level)
     for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
         if img.getpixel(xy) != colour:
             ImageDraw.floodfill(img, xy, colour, thresh=BACKGROUND_THRESHOLD)
+    return img
 
 
 def view(image: Image.Image, k: int, seed: int, background: bool = False) -> Image.Image:
@@ -64,9 +69,7 @@ def view(image: Image.Image, k: int, seed: int, background: bool = False) -> Ima
     )
     canvas = ImageEnhance.Brightness(canvas).enhance(rng.uniform(*JITTER))
     canvas = ImageEnhance.Color(canvas).enhance(rng.uniform(*JITTER))
-    if background:
-        _repaint_background(canvas, BACKGROUND_LEVELS[(k // len(SCALES)) % len(BACKGROUND_LEVELS)])
-    return canvas
+    return _repainted(canvas, k) if background else canvas
 
 
 def with_views(
@@ -82,8 +85,12 @@ def with_views(
         raise ValueError(f"views must be >= 1, got {views}")
     if views == 1:
         return list(samples)
-    pictures = [view(image, k, seed, background) for k in range(views)]
-    same_background = [view(image, k, seed, False) for k in range(views)] if background else pictures
+    same_background = [view(image, k, seed) for k in range(views)]
+    pictures = (
+        [_repainted(p, k) if k else p for k, p in enumerate(same_background)]
+        if background
+        else same_background
+    )
     out: list[UnlearnSample] = []
     i = 0
     for s in samples:
