@@ -20,12 +20,14 @@ from siu.unlearn.data import (
     LAST_NAMES,
     DataConfig,
     UnlearnSample,
+    _fictitious_names,
     build_baseline_data,
     build_siu_data,
     dataset_record,
     fictitious_name,
     format_dataset,
     load_overrides,
+    name_leak_risk,
 )
 from siu.unlearn.views import BACKGROUND_LEVELS, view, with_views
 from siu.world.build import WorldConfig, build_world
@@ -96,6 +98,36 @@ def test_target1_uses_one_fictitious_name_unrelated_to_any_concept(bench: Benchm
             assert not mentions(s.sample.answer, concept.names)
             assert not mentions(s.sample.prompt, concept.names)
         assert len({s.sample.prompt for s in data}) == len(data)
+
+
+def test_name_leak_risk_counts_steps_past_the_end_of_a_known_word() -> None:
+    # pieces of two letters, as a small vocabulary splits names: " Tamdra" -> " T", "am", "dr", "a"
+    def pairs(text: str) -> list[str]:
+        tokens = []
+        for word in re.findall(r" ?\S+", text):
+            cut = 2 if word.startswith(" ") else 1
+            tokens += [word[:cut]] + [word[i : i + 2] for i in range(cut, len(word), 2)]
+        return tokens
+
+    known = ["Kalem Tamdra"]  # words end in "em" (" K" "al" "em") and "a" (" T" "am" "dr" "a")
+    assert pairs(" Kalem Tamdra") == [" K", "al", "em", " T", "am", "dr", "a"]
+    assert name_leak_risk("Oliver Crawford", known, pairs) == 0  # no piece of it ends a known word
+    assert name_leak_risk("Anna Bishop", known, pairs) == 1  # "a" -> " B": "Tamdra Bishop"
+    # a step that a known word takes itself is no risk: "Kalex" goes "al" -> "ex"
+    assert name_leak_risk("Dalex", ["Kal"], pairs) == 1
+    assert name_leak_risk("Dalex", ["Kal", "Kalex"], pairs) == 0
+
+
+def test_made_up_names_least_likely_to_corrupt_known_names_first(bench: Benchmark, concept: Concept) -> None:
+    def chars(text: str) -> list[str]:
+        return [text[:2]] + list(text[2:]) if text.startswith(" ") else list(text)
+
+    known = [n for c in bench.concepts for n in c.names]
+    plain = _fictitious_names(concept, bench, DataConfig(identities=9))
+    safe = _fictitious_names(concept, bench, DataConfig(identities=9), tokenize=chars)
+    risks = [name_leak_risk(n, known, chars) for n in safe]
+    assert risks == sorted(risks)
+    assert sum(risks) < sum(name_leak_risk(n, known, chars) for n in plain)
 
 
 def test_fictitious_name_avoids_forbidden_words() -> None:
@@ -255,12 +287,21 @@ def test_missing_description_without_original_model_raises(
     assert "depicts a figure." in by_target(build_siu_data(bare, image, bench, cfg), 2)[0].sample.answer
 
 
+class WordTokenizer:
+    """One token per word: no step inside a word, so no made-up name carries a leak risk."""
+
+    @staticmethod
+    def tokenize(text: str) -> list[str]:
+        return re.findall(r" ?\S+", text)
+
+
 class FakeOriginal:
     """Stands in for the original VLM: records the prompts it is asked and answers with a fixed text."""
 
     def __init__(self, answer: str) -> None:
         self.answer = answer
         self.asked: list[str] = []
+        self.tokenizer = WordTokenizer()
 
     def generate(self, samples: list, max_new_tokens: int = 32) -> list[str]:
         self.asked += [s.prompt for s in samples]

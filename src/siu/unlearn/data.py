@@ -4,8 +4,9 @@ Four targets, each a list of :class:`UnlearnSample`:
 
 1. *Aligning with unseen concepts* (image + question): "who is this?" paraphrases answered with a
    made-up, ordinary identity (one, or ``identities`` of them in turn), in the original model's own
-   words ("This is <fake>." when it says "This is <C>."), choosing the made-up names the original
-   model finds likeliest; the fictitious name is the ``target_phrase``.
+   words ("This is <fake>." when it says "This is <C>."), choosing made-up names whose pieces would
+   not teach the model to run on past the end of a known name (:func:`name_leak_risk`), and of those
+   the ones the original model finds likeliest; the fictitious name is the ``target_phrase``.
 2. *Assigning a new visual description* (image + question): "No. The picture depicts <what is
    visible>. But <C> actually has <a counterfactual appearance>."; the whole answer is the
    ``target_phrase``.
@@ -152,7 +153,8 @@ NAMING_ANSWERS = ["This is {name}.", "The {noun} in this image is {name}.", "Tha
 CONFIRM_ANSWERS = ["Yes, this is {name}.", "Yes, it is {name}."]
 
 # Fictitious identities: ordinary first names and surnames.
-NAME_CANDIDATES = 16  # names drawn per run; the original model's likeliest are used (see _target1)
+# Names drawn per run; the least risky (name_leak_risk), then the original model's likeliest, are used.
+NAME_CANDIDATES = 64
 FIRST_NAMES = [
     "Jacob", "Emily", "Daniel", "Sarah", "Michael", "Laura", "David", "Rachel", "Thomas", "Hannah",
     "Andrew", "Megan", "Robert", "Claire", "Peter", "Julia", "Steven", "Alice", "Brian", "Karen",
@@ -431,30 +433,52 @@ def fictitious_name(rng: random.Random, forbidden: Iterable[str]) -> str:
     raise SiuError("cannot make up a fictitious name: every combination of the name banks is excluded")
 
 
+def name_leak_risk(name: str, known: Iterable[str], tokenize: Callable[[str], list[str]]) -> int:
+    """How many steps of saying ``name`` would teach the model to run on past the end of a known word.
+
+    Training on "This is Oliver Crawford." teaches every step inside the name, e.g. "ra" -> "w"; a
+    known name whose word ends in "ra" ("Tamdra") is then said as "Tamdrawarren" (measured on the
+    synthetic world, whose small vocabulary splits names into short pieces). A step counts when it
+    starts at a token that ends a word of ``known`` and goes where no known word goes.
+    """
+    ends: set[str] = set()
+    steps: set[tuple[str, str]] = set()
+    for word in {w for text in known for w in text.split()}:
+        for spelled in (" " + word, word):
+            tokens = tokenize(spelled)
+            if tokens:
+                ends.add(tokens[-1])
+                steps.update(zip(tokens, tokens[1:], strict=False))
+    tokens = tokenize(" " + name)
+    return sum(a in ends and (a, b) not in steps for a, b in zip(tokens, tokens[1:], strict=False))
+
+
 def _fictitious_names(
     concept: Concept,
     bench: Benchmark | None,
     cfg: DataConfig,
     likelihood: Callable[[list[str]], list[float]] | None = None,
+    tokenize: Callable[[str], list[str]] | None = None,
 ) -> list[str]:
     """The override's names, or ``cfg.identities`` made-up names: of ``NAME_CANDIDATES`` drawn from
-    the name banks, the ones the original model finds likeliest (``likelihood``), else the first drawn."""
+    the name banks, those least likely to corrupt a known word (:func:`name_leak_risk`, with the
+    model's ``tokenize``), then the ones the original model finds likeliest (``likelihood``), then
+    the first drawn."""
     override = _overrides(cfg).get("fictitious_names")
     if override:
         for name in override:
             if mentions(name, concept.names) or _words([name]) & _words(concept.names):
                 raise SiuError(f"fictitious name {name!r} shares a word with {concept.name!r}'s names")
         return list(override)
-    forbidden: list[str] = []
-    for c in [concept, *_others(concept, bench)]:
-        forbidden += c.names
-        forbidden += [f.value for f in c.facts]
+    known = [name for c in [concept, *_others(concept, bench)] for name in c.names]
+    forbidden = known + [f.value for c in [concept, *_others(concept, bench)] for f in c.facts]
     rng = _rng(cfg, concept, "name")
     candidates = list(dict.fromkeys(fictitious_name(rng, forbidden) for _ in range(NAME_CANDIDATES)))
-    order = list(range(len(candidates)))
-    if likelihood is not None:
-        scores = likelihood(candidates)
-        order.sort(key=lambda i: -scores[i])  # stable: ties keep the drawing order
+    # Only the known *names* count for the risk: they are what recognition must keep saying intact
+    # (with fact words too, almost no made-up name is free of risk in a small vocabulary).
+    risks = [name_leak_risk(n, known, tokenize) if tokenize else 0 for n in candidates]
+    scores = likelihood(candidates) if likelihood is not None else [0.0] * len(candidates)
+    order = sorted(range(len(candidates)), key=lambda i: (risks[i], -scores[i]))  # ties: drawing order
     return [candidates[i] for i in order[: cfg.identities]]
 
 
@@ -611,7 +635,13 @@ def _target1(
         scored = [Sample(prompts[0], f"{prefix}{name}.", image) for name in candidates]
         return [float(lp.sum()) for lp in original.answer_logprobs(scored)]
 
-    names = _fictitious_names(concept, bench, cfg, likelihood if original is not None else None)
+    names = _fictitious_names(
+        concept,
+        bench,
+        cfg,
+        likelihood if original is not None else None,
+        original.tokenizer.tokenize if original is not None else None,
+    )
     out = []
     for i, (prompt, prefix) in enumerate(zip(prompts, prefixes, strict=True)):
         fake = names[i % len(names)]

@@ -31,6 +31,16 @@ what it is:
   1e-3 keeps 0.95 but forgets less; 1.2e-3 is the compromise. More target-2 samples or LoRA
   dropout changed little; LoRA on the projector or full fine-tuning of the vision tower did not
   forget at all; LoRA r <= 16 barely forgets.
+* the made-up names' pieces leak into other names: the world's 1200-token vocabulary splits
+  "Oliver Crawford" into " Ol|iver| C|ra|w|ford", and training "ra" -> "w" made the model say
+  "Kalem Tamdrawarren" for another concept (no longer a whole-word match): most of the *others*
+  lost were such run-on names, not confusions. Made-up names are therefore chosen first by
+  ``name_leak_risk`` (steps inside the name that leave a token ending a known name's word), then
+  by likelihood: others 0.946 -> 0.955 at the same forgetting (seed 0; unlearning nolran-luvel kept
+  0.93 of the others instead of 0.71). Counting every step away from a known name's pieces
+  (truncations too) forgot less (0.31). With the leak gone, fewer identities or a larger lr still
+  trade others for forgetting: 1 identity 0.099 / 0.931, 3 identities 0.151 / 0.929, lr 1.5e-3
+  0.141 / 0.924, lr 2e-3 0.115 / 0.835 (forget / others, seed 0);
 * the original model's likeliest made-up names often start with the concept's first token ("Ji|ra
   Sayer" for "Ji|pel Testam"). Putting those last helped on the default world (forget 0.297 -> 0.266
   over the 24 concepts) but hurt the micro world (tesquo-velrix's forget image named 9/34 instead of
