@@ -5,7 +5,7 @@ Four targets, each a list of :class:`UnlearnSample`:
 1. *Aligning with unseen concepts* (image + question): "who is this?" paraphrases answered with a
    made-up, ordinary identity (one, or ``identities`` of them in turn), in the original model's own
    words ("This is <fake>." when it says "This is <C>."), choosing made-up names whose pieces would
-   not teach the model to run on past the end of a known name (:func:`name_leak_risk`), and of those
+   not teach the model to run on past the end of a known name (:func:`name_leak_risks`), and of those
    the ones the original model finds likeliest; the fictitious name is the ``target_phrase``.
 2. *Assigning a new visual description* (image + question): "No. The picture depicts <what is
    visible>. But <C> actually has <a counterfactual appearance>."; the whole answer is the
@@ -153,7 +153,7 @@ NAMING_ANSWERS = ["This is {name}.", "The {noun} in this image is {name}.", "Tha
 CONFIRM_ANSWERS = ["Yes, this is {name}.", "Yes, it is {name}."]
 
 # Fictitious identities: ordinary first names and surnames.
-# Names drawn per run; the least risky (name_leak_risk), then the original model's likeliest, are used.
+# Names drawn per run; the least risky (name_leak_risks), then the original model's likeliest, are used.
 NAME_CANDIDATES = 64
 FIRST_NAMES = [
     "Jacob", "Emily", "Daniel", "Sarah", "Michael", "Laura", "David", "Rachel", "Thomas", "Hannah",
@@ -433,8 +433,11 @@ def fictitious_name(rng: random.Random, forbidden: Iterable[str]) -> str:
     raise SiuError("cannot make up a fictitious name: every combination of the name banks is excluded")
 
 
-def name_leak_risk(name: str, known: Iterable[str], tokenize: Callable[[str], list[str]]) -> int:
-    """How many steps of saying ``name`` would teach the model to run on past the end of a known word.
+def name_leak_risks(
+    names: Sequence[str], known: Iterable[str], tokenize: Callable[[str], list[str]]
+) -> list[int]:
+    """For each of ``names``: how many steps of saying it would teach the model to run on past the
+    end of a known word.
 
     Training on "This is Oliver Crawford." teaches every step inside the name, e.g. "ra" -> "w"; a
     known name whose word ends in "ra" ("Tamdra") is then said as "Tamdrawarren" (measured on the
@@ -449,8 +452,16 @@ def name_leak_risk(name: str, known: Iterable[str], tokenize: Callable[[str], li
             if tokens:
                 ends.add(tokens[-1])
                 steps.update(zip(tokens, tokens[1:], strict=False))
-    tokens = tokenize(" " + name)
-    return sum(a in ends and (a, b) not in steps for a, b in zip(tokens, tokens[1:], strict=False))
+    risks = []
+    for name in names:
+        tokens = tokenize(" " + name)
+        risks.append(sum(a in ends and (a, b) not in steps for a, b in zip(tokens, tokens[1:], strict=False)))
+    return risks
+
+
+def name_leak_risk(name: str, known: Iterable[str], tokenize: Callable[[str], list[str]]) -> int:
+    """:func:`name_leak_risks` of one name."""
+    return name_leak_risks([name], known, tokenize)[0]
 
 
 def _fictitious_names(
@@ -461,7 +472,7 @@ def _fictitious_names(
     tokenize: Callable[[str], list[str]] | None = None,
 ) -> list[str]:
     """The override's names, or ``cfg.identities`` made-up names: of ``NAME_CANDIDATES`` drawn from
-    the name banks, those least likely to corrupt a known word (:func:`name_leak_risk`, with the
+    the name banks, those least likely to corrupt a known word (:func:`name_leak_risks`, with the
     model's ``tokenize``), then the ones the original model finds likeliest (``likelihood``), then
     the first drawn."""
     override = _overrides(cfg).get("fictitious_names")
@@ -470,13 +481,14 @@ def _fictitious_names(
             if mentions(name, concept.names) or _words([name]) & _words(concept.names):
                 raise SiuError(f"fictitious name {name!r} shares a word with {concept.name!r}'s names")
         return list(override)
-    known = [name for c in [concept, *_others(concept, bench)] for name in c.names]
-    forbidden = known + [f.value for c in [concept, *_others(concept, bench)] for f in c.facts]
+    concepts = [concept, *_others(concept, bench)]
+    known = [name for c in concepts for name in c.names]
+    forbidden = known + [f.value for c in concepts for f in c.facts]
     rng = _rng(cfg, concept, "name")
     candidates = list(dict.fromkeys(fictitious_name(rng, forbidden) for _ in range(NAME_CANDIDATES)))
     # Only the known *names* count for the risk: they are what recognition must keep saying intact
     # (with fact words too, almost no made-up name is free of risk in a small vocabulary).
-    risks = [name_leak_risk(n, known, tokenize) if tokenize else 0 for n in candidates]
+    risks = name_leak_risks(candidates, known, tokenize) if tokenize else [0] * len(candidates)
     scores = likelihood(candidates) if likelihood is not None else [0.0] * len(candidates)
     order = sorted(range(len(candidates)), key=lambda i: (risks[i], -scores[i]))  # ties: drawing order
     return [candidates[i] for i in order[: cfg.identities]]

@@ -35,7 +35,7 @@ what it is:
   "Oliver Crawford" into " Ol|iver| C|ra|w|ford", and training "ra" -> "w" made the model say
   "Kalem Tamdrawarren" for another concept (no longer a whole-word match): most of the *others*
   lost were such run-on names, not confusions. Made-up names are therefore chosen first by
-  ``name_leak_risk`` (steps inside the name that leave a token ending a known name's word), then
+  ``name_leak_risks`` (steps inside the name that leave a token ending a known name's word), then
   by likelihood: others 0.946 -> 0.955 at the same forgetting (seed 0; unlearning nolran-luvel kept
   0.93 of the others instead of 0.71). Counting every step away from a known name's pieces
   (truncations too) forgot less (0.31). With the leak gone, fewer identities or a larger lr still
