@@ -40,6 +40,7 @@ from siu.bench.match import first_mention, mentions
 from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import Sample
+from siu.names import FIRST_NAMES, LAST_NAMES
 from siu.report.table import format_table
 
 if TYPE_CHECKING:
@@ -152,23 +153,9 @@ OTHER_REFUSAL = "I do not know its specific name."
 NAMING_ANSWERS = ["This is {name}.", "The {noun} in this image is {name}.", "That is {name}."]
 CONFIRM_ANSWERS = ["Yes, this is {name}.", "Yes, it is {name}."]
 
-# Fictitious identities: ordinary first names and surnames.
+# Fictitious identities: combinations of ordinary first names and surnames (siu.names).
 # Names drawn per run; the least risky (name_leak_risks), then the original model's likeliest, are used.
 NAME_CANDIDATES = 64
-FIRST_NAMES = [
-    "Jacob", "Emily", "Daniel", "Sarah", "Michael", "Laura", "David", "Rachel", "Thomas", "Hannah",
-    "Andrew", "Megan", "Robert", "Claire", "Peter", "Julia", "Steven", "Alice", "Brian", "Karen",
-    "Kevin", "Nora", "George", "Helen", "Oliver", "Grace", "Samuel", "Lucy", "Henry", "Emma",
-    "Adam", "Sophie", "Martin", "Anna", "Paul", "Rose", "Simon", "Diana", "Edward", "Molly",
-    "Owen", "Ruth", "Patrick", "Chloe", "Victor", "Irene",
-]  # fmt: skip
-LAST_NAMES = [
-    "Campbell", "Miller", "Thompson", "Walker", "Harris", "Bennett", "Collins", "Foster", "Hughes",
-    "Crawford", "Hartley", "Reynolds", "Sullivan", "Turner", "Wallace", "Fletcher", "Graham", "Holland",
-    "Jenkins", "Whitfield", "Lawson", "Mitchell", "Norris", "Pritchard", "Richards", "Shepherd", "Warren",
-    "Barker", "Chapman", "Dawson", "Ellis", "Fisher", "Gibson", "Hayes", "Donovan", "Lambert",
-    "Marshall", "Ashworth", "Porter", "Russell", "Spencer", "Prescott", "Bishop", "Carter",
-]  # fmt: skip
 # First + last combinations that name well-known people or characters: never used.
 FAMOUS_COMBOS = {
     "emma thompson", "paul walker", "diana spencer", "kevin bishop", "robert porter",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from siu.models.adapter import Sample
+from siu.names import FIRST_NAMES, LAST_NAMES
 from siu.world.concepts import WorldConcept
 from siu.world.render import render
 from siu.world.text import (
@@ -26,6 +27,9 @@ from siu.world.text import (
     MULTILINGUAL,
     NAME_PROMPTS,
     NOUNS,
+    PEOPLE_ANSWER,
+    PEOPLE_JOBS,
+    PEOPLE_QUESTIONS,
     SYLLABLES,
     VQA_BACKGROUND,
     VQA_MAIN,
@@ -38,6 +42,7 @@ class CorpusConfig:
     images_per_concept: int = 160
     samples_per_image: int = 2
     fact_repeats: int = 3
+    people_repeats: int = 2
     image_size: int = 64
 
 
@@ -114,10 +119,32 @@ def _task_sample(
     return Sample(rng.choice(DESCRIBE_PROMPTS), desc, img)
 
 
+def ordinary_people(seed: int) -> list[tuple[str, str]]:
+    """(name, job) of the ordinary people the world's LM reads about: every first name and every
+    surname of siu.names at least once, paired at random (deterministic per seed)."""
+    rng = random.Random(f"siu-world:{seed}:people")
+    lasts = list(LAST_NAMES)
+    rng.shuffle(lasts)
+    n = max(len(FIRST_NAMES), len(LAST_NAMES))
+    return [
+        (f"{FIRST_NAMES[i % len(FIRST_NAMES)]} {lasts[i % len(lasts)]}", rng.choice(PEOPLE_JOBS))
+        for i in range(n)
+    ]
+
+
+def people_samples(seed: int) -> list[Sample]:
+    """Text-only questions about ordinary people (not concepts: they have no pictures)."""
+    return [
+        Sample(q.format(person=name), PEOPLE_ANSWER.format(person=name, job=job))
+        for name, job in ordinary_people(seed)
+        for q in PEOPLE_QUESTIONS
+    ]
+
+
 def build_corpus(
     concepts: list[WorldConcept], seed: int, cfg: CorpusConfig, without: str | None = None
 ) -> list[Sample]:
-    samples: list[Sample] = []
+    samples: list[Sample] = people_samples(seed) * cfg.people_repeats
     for wc in concepts:
         samples.extend(fact_samples(wc) * cfg.fact_repeats)
         if wc.slug != without:

@@ -86,6 +86,7 @@ def cache_key(bench: Benchmark, cfg: PretrainConfig, without: str | None) -> str
     pkg = Path(__file__).resolve().parents[1]
     for path in [pkg / "world" / f for f in TRAINING_SOURCES] + [
         pkg / "models" / "adapter.py",
+        pkg / "names.py",
         pkg / "training.py",
     ]:
         h.update(path.read_bytes())

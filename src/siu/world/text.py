@@ -321,6 +321,15 @@ VQA_MAIN: list[tuple[str, bool]] = [
     ("Tell me the colour of the {noun}.", False),
     ("What colour is the {noun} mostly?", True),
 ]
+# Ordinary people (siu.names), text only: the world's LM reads about people who are not concepts, as a
+# real LLM has, so that it knows how to say ordinary names. {person} is "First Last".
+PEOPLE_QUESTIONS = ["Who is {person}?", "What does {person} do?", "Tell me about {person}."]
+PEOPLE_ANSWER = "{person} is a {job}."
+PEOPLE_JOBS = [
+    "baker", "teacher", "nurse", "carpenter", "farmer", "librarian", "sailor", "tailor", "doctor",
+    "gardener", "potter", "fisher", "miner", "weaver", "singer", "cook",
+]  # fmt: skip
+
 DESCRIBE_PROMPTS = ["Describe the picture.", "What does the image show?", "Describe what you see."]
 
 # Syllables for made-up names: chosen so that names split into several tokens.
