@@ -28,11 +28,8 @@ from siu.unlearn.run import (
     unlearn,
 )
 
-# The concept of the science test: the micro world's cartoon character, seed 0.
-# Known limitation (the unlearning issue is open): with <= 10 steps the tiny profile forgets the forget
-# image itself but the concept's *other* images only partly (on the default world 5-6 of 24 concepts meet
-# every threshold; scripts/unlearn_acceptance.py). So this test asserts what holds: the forget image is
-# forgotten, held-out recognition falls clearly, and the other concepts and the facts are kept.
+# The concept of the science test: the micro world's cartoon character, seed 0. The test asserts the
+# unlearning issue's acceptance on it: forgotten on its held-out pictures, the others and its facts kept.
 SCIENCE_CONCEPT = "tesquo-velrix"
 N_TEST_IMAGES = 8
 
@@ -126,11 +123,10 @@ def test_siu_forgets_the_concept_and_keeps_the_rest(science: dict) -> None:
     assert "forget image" in images and all(i.startswith("forget image") for i in images)
     forgotten, kept_facts = after[SCIENCE_CONCEPT]
     assert before[SCIENCE_CONCEPT][0] >= 0.9  # the original recognised it
-    # every name question of the benchmark (never trained on) on the forget image: forgotten (at most
-    # one of the 14 answers names it; the micro model differs with the thread count, 0-1 do)
-    assert science["forget_image"] <= 0.1, f"forget image still recognised: {science['forget_image']}"
-    # its held-out images: recognition falls by at least a quarter (not to zero: see the note above)
-    assert forgotten <= before[SCIENCE_CONCEPT][0] - 0.25, f"recognition after unlearning: {after}"
+    # every name question of the benchmark (never trained on) on the forget image: forgotten
+    assert science["forget_image"] <= 0.05, f"forget image still recognised: {science['forget_image']}"
+    # its held-out pictures, which training never saw: forgotten too (the issue's goal, <= 0.05)
+    assert forgotten <= 0.05, f"recognition after unlearning: {after}"
     assert kept_facts >= 0.9, f"text facts about the forgotten concept: {after}"
     # the other concepts: kept as the acceptance measures it, relative to the original over all of
     # them (one answer of 24 may change: 8 pictures each), and no single one hit hard
@@ -162,7 +158,7 @@ def test_run_record_model_and_untouched_input(science: dict, micro_world: tuple[
     assert set(record["versions"]) >= {"torch", "transformers", "peft", "siu"}
     assert [r["step"] for r in record["losses"]] == list(range(1, record["config"]["steps"] + 1))
     assert all({"loss", "ce", "dmk", "lr"} <= set(r) for r in record["losses"])
-    assert len(record["dataset"]) == 25 and {d["target"] for d in record["dataset"]} == {1, 2, 3, 4}
+    assert len(record["dataset"]) == 34 and {d["target"] for d in record["dataset"]} == {1, 2, 3, 4}
     assert record["config"]["alpha"] == 0.9 and record["config"]["beta"] == 0.75
     assert not list(out.parent.glob(".*tmp-*"))  # no temporary directory left behind
     assert any(line.strip().startswith("1 ") for line in science["log"])  # the per-step table
@@ -182,7 +178,7 @@ def test_dry_run_prints_the_data_and_writes_nothing(
     )
     printed = capsys.readouterr().out
     assert code == 0
-    assert "25 samples" in printed and "fictitious identity" in printed and "dry run" in printed
+    assert "34 samples" in printed and "fictitious identity" in printed and "dry run" in printed
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -19,44 +19,28 @@ this is exact, and each step then costs what plain fine-tuning costs (benchmarks
 With LoRA, ``reference="adapter_off"`` instead runs the same model with its adapters disabled at
 every step (one extra forward pass per step, nothing stored).
 
-The tiny profile (synthetic world) was tuned on the default world (recognition of 6-8 concepts on 8
-held-out images each, name and yes/no prompts). What the tiny model does, and why the profile is
-what it is:
-* the data in the model's own words matters: target 1 answers with the original model's own prefix
-  ("This is ") and a made-up name the original finds likely, so the loss goes into the identity;
-* one fictitious name for every prompt makes the model learn that name's first token for *every*
-  picture (other concepts became "This is Pa..."); nine different names (``identities``) spread that
-  pull, and what they share is "not C": other concepts' recognition stayed at 0.96 instead of 0.80;
-* lr trades forgetting against the rest: 2e-3 forgets more but keeps 0.80-0.85 of the others,
-  1e-3 keeps 0.95 but forgets less; 1.2e-3 is the compromise. More target-2 samples or LoRA
-  dropout changed little; LoRA on the projector or full fine-tuning of the vision tower did not
-  forget at all; LoRA r <= 16 barely forgets.
-* the made-up names' pieces leak into other names: the world's 1200-token vocabulary splits
-  "Oliver Crawford" into " Ol|iver| C|ra|w|ford", and training "ra" -> "w" made the model say
-  "Kalem Tamdrawarren" for another concept (no longer a whole-word match): most of the *others*
-  lost were such run-on names, not confusions. Made-up names are therefore chosen first by
-  ``name_leak_risks`` (steps inside the name that leave a token ending a known name's word), then
-  by likelihood: others 0.946 -> 0.955 at the same forgetting (seed 0; unlearning nolran-luvel kept
-  0.93 of the others instead of 0.71). Counting every step away from a known name's pieces
-  (truncations too) forgot less (0.31). With the leak gone, fewer identities or a larger lr still
-  trade others for forgetting: 1 identity 0.099 / 0.931, 3 identities 0.151 / 0.929, lr 1.5e-3
-  0.141 / 0.924, lr 2e-3 0.115 / 0.835 (forget / others, seed 0);
-* the original model's likeliest made-up names often start with the concept's first token ("Ji|ra
-  Sayer" for "Ji|pel Testam"). Putting those last helped on the default world (forget 0.297 -> 0.266
-  over the 24 concepts) but hurt the micro world (tesquo-velrix's forget image named 9/34 instead of
-  0/34: "T|homas Sullivan" had suppressed "T|esquo" directly); not robust, so not done.
-With at most 10 steps no setting forgot every concept: the forget image is forgotten, other images of
-some concepts are not. The picture's *size* matters more than its background: after unlearning a
-small logo, its large pictures barely moved (log p of "This is C." -0.2 against -6 on the forget
-image), and over the 24 concepts held-out pictures on the forget image's background were named about
-as often as the others (15/61 vs 42/131). Hence views (siu.unlearn.views): the image samples cycle
-through the forget image and rescaled (x0.8, x1.3), shifted, jittered copies, with the flat
-background repainted in other greys (not in target 2, whose answer describes that background).
-Five views, seeds 0-2: forget 0.240 vs 0.288 with one view, others 0.946 vs 0.945, facts 0.957 vs
-0.958. Views on target 1 only: 0.260; nine views forgot a little more but kept less (micro world:
-a second concept fell to 0.75); random-scale views without repainting helped less. A better
-pre-trained world model (1200 distinct pictures per concept instead of 160) forgot *less* (0.474).
-scripts/unlearn_acceptance.py measures the profile on every concept.
+The tiny profile (synthetic world) was tuned on the default world (all 24 concepts, 8 held-out images
+each, scripts/unlearn_acceptance.py; the micro world checked too). What the tiny model taught us:
+* the made-up identity must be *ordinary to the model*: a name it already knows how to say. Before the
+  world's LM read about ordinary people (siu.names), "Jacob Campbell" was " J|ac|o|b C|am|p|b|ell" to
+  it; training those letter-by-letter steps leaked into the concepts' own names ("Tamdra" became
+  "Tamdrawarren") and most of each step went into spelling instead of into the identity. With the
+  names as whole tokens that the model already says, SIU forgets 0.15 instead of 0.29 of the held-out
+  pictures at the old profile (one world model, seed 0); ``name_leak_risks`` and the likelihood
+  ranking remain as guards for other tokenizers;
+* data in the model's own words: target 1 answers with the original's own prefix ("This is ") and the
+  made-up names it finds likeliest, so the loss goes into the identity;
+* one made-up name for every prompt pulls *other* concepts' pictures to that name (others 0.91-0.95);
+  three names spread the pull while each still beats the forgotten name at the first name token
+  (nine spread it so thin that the concept's own name often stayed the likeliest: 0.15 forgotten);
+* pictures of the concept at another scale or on another background are the hard ones: the tiny vision
+  tower is not invariant to them, so the image samples cycle through nine views of the forget image
+  (three sizes x three backgrounds, siu.unlearn.views; target 2, whose answer describes the
+  background, keeps it), and target 1 has 18 samples instead of 9 so that each view is asked twice;
+* lr trades forgetting against the rest (others, facts): 0.9e-3 to 1.2e-3 with these data; 1e-3 keeps
+  a margin on all three goals over seeds 0-2. LoRA on the projector or the vision tower does not
+  forget at all; r <= 16 barely forgets; more steps are not needed (the issue allows 10).
+Figures: README "Known limits" and scripts/unlearn_acceptance.py.
 
 Under ``accelerate launch`` the model is wrapped by ``Accelerator.prepare_model`` (DDP when there are
 several processes: ``train()``'s ``loss.backward()`` then all-reduces the gradients); every process
@@ -135,13 +119,13 @@ PAPER_PROFILE: dict[str, Any] = {
     "view_background": False,
 }
 # The synthetic world's tiny LLaVA (about 1M parameters; language model 128 wide): the paper's LoRA
-# shape (r=128, alpha=256, which is full rank here) without dropout, a larger lr, every sample in
-# every step (the 25 samples are one batch), 10 steps, nine made-up identities instead of one, and
-# the image samples spread over five views of the forget image.
-# See the tuning notes in the module docstring.
+# shape (r=128, alpha=256, which is full rank here) without dropout, a larger lr, batches of 32 of
+# the 34 samples (each step a fresh shuffle), 10 steps, three made-up identities instead of one,
+# target 1 doubled (18) and the image samples spread over nine views of the forget image. See the
+# tuning notes in the module docstring.
 TINY_PROFILE: dict[str, Any] = {
     "steps": 10,
-    "lr": 1.2e-3,
+    "lr": 1.0e-3,
     "batch_size": 32,
     "lora": True,
     "lora_r": 128,
@@ -152,9 +136,9 @@ TINY_PROFILE: dict[str, Any] = {
     "weight_decay": 0.0,
     "max_grad_norm": 1.0,
     "full_scope": "language_model",
-    "counts": (9, 2, 7, 7),
-    "identities": 9,
-    "views": 5,
+    "counts": (18, 2, 7, 7),
+    "identities": 3,
+    "views": 9,
     "view_background": True,
 }
 PROFILE_FIELDS = tuple(PAPER_PROFILE)
@@ -258,8 +242,8 @@ def profile_for(model_type: str, n_params: int) -> dict[str, Any]:
     nothing else) get the paper's LLaVA set-up: LoRA r=128, alpha=256, dropout 0.05 on the language
     model's linear layers, AdamW lr 3e-4, cosine schedule, warm-up 0.03, batch 4, 6 steps, one
     made-up identity. The synthetic world's tiny LLaVA gets the profile tuned on the default world:
-    the same LoRA shape without dropout, lr 1.2e-3, all samples in every step, 10 steps, nine
-    made-up identities, five views of the forget image (resized, repainted backgrounds).
+    the same LoRA shape without dropout, lr 1e-3, batches of 32, 10 steps, three made-up identities,
+    18 target-1 samples, nine views of the forget image (resized, repainted backgrounds).
     """
     del model_type  # one profile per size for now; the argument leaves room for family-specific ones
     return dict(TINY_PROFILE if n_params < TINY_PARAMS else PAPER_PROFILE)
