@@ -58,11 +58,14 @@ def test_original_against_itself(micro_world: tuple[Path, Path], tmp_path: Path,
     assert "mia_auc_retain" in result["details"]["missing"]
     assert all(0.0 <= m[f"attack_{k}"] <= 1.0 for k in ("crop", "flip", "blur", "jpeg", "unseen_phrasing"))
     assert m["attack_unseen_phrasing"] >= 0.8  # the original recognises C with unseen phrasings too
-    # 8-bit rounding and benign fine-tuning on other concepts do not make the original forget C
-    assert m["attack_quant8"] >= 0.8 and m["attack_relearn"] >= 0.8
+    # 8-bit rounding does not make the original forget C (benign fine-tuning on the micro world's three
+    # other concepts may: the original's own figure under each attack is reported beside, for that)
+    assert m["attack_quant8"] >= 0.8
     reference = result["details"]["attack_original"]
-    assert set(reference) == {f"attack_{k}" for k in ("crop", "flip", "blur", "jpeg", "quant8", "quant4")}
-    assert reference["attack_quant8"] == pytest.approx(m["attack_quant8"])  # the same model twice
+    kinds = ("crop", "flip", "blur", "jpeg", "quant8", "quant4", "relearn")
+    assert set(reference) == {f"attack_{k}" for k in kinds}
+    for key in ("attack_quant8", "attack_relearn"):  # the same model twice: the same figure
+        assert reference[key] == pytest.approx(m[key])
     assert len(result["details"]["attack_relearn_losses"]) >= 2
     records = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     kinds = {r["metric"] for r in records}

@@ -327,6 +327,12 @@ def evaluate_concept(
         relearn_answers = unlearned.generate(name_samples, **gen)
     out["attack_relearn"] = _mean([float(h) for h in rec.add("attack_relearn", name_probes, relearn_answers)])
     out["attack_relearn_losses"] = losses
+    # the original under the same fine-tuning: on a small world it can disturb C's recognition itself
+    with relearned(original, relearn_data):
+        hits = rec.add(
+            "attack_relearn", name_probes, original.generate(name_samples, **gen), model="original"
+        )
+    reference["attack_relearn"] = _mean([float(h) for h in hits])
     if retain is not None:
         # the control: the same fine-tuning cannot teach C to a model that never saw C's pictures
         with relearned(retain, relearn_data):
