@@ -25,7 +25,12 @@ FACTS_MIN = 0.90  # text facts about the forgotten concept still answered
 
 
 def recognition_probes(bench: Benchmark, images_per_concept: int = 8) -> list[Probe]:
-    """Recognition questions on held-out images and text fact questions, for every concept."""
+    """Recognition questions on held-out images and text fact questions, for every concept.
+
+    Recognition: the concept's first ``images_per_concept`` recognition prompts, prompt k on held-out
+    image k (on the synthetic world these are all "who/what is this" name questions; its yes/no
+    prompts come later in the list). Facts: every text-only fact question of the concept.
+    """
     return build_probes(bench, recognition_per_concept=images_per_concept, kinds=("recognition", "facts"))
 
 
