@@ -2,8 +2,8 @@
 
     python benchmarks/unlearn_step_cost.py [--steps 12] [--micro]
 
-One run, on the synthetic world's tiny LLaVA and the SIU data of one concept (25 samples, one batch
-per step). Five set-ups through the project's one training loop:
+One run, on the synthetic world's tiny LLaVA and the SIU data of one concept (the tiny profile's
+34 samples, batches of 32). Seven set-ups through the project's one training loop:
 
   ce            LoRA, cross-entropy only (plain fine-tuning)
   siu           LoRA, SIU loss; p_ref precomputed once before step 1 (siu unlearn's default)

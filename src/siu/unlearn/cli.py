@@ -23,8 +23,9 @@ naming C), ga_kl (GA + KL to the original model).
 
 Training defaults come from the model's profile: the paper's LLaVA-1.5 set-up (LoRA r=128, alpha=256,
 dropout 0.05 on the language model's linear layers; AdamW lr 3e-4, cosine, warm-up 0.03, batch 4,
-6 steps) for real models, and a profile tuned for the synthetic world's tiny model (LoRA, lr 1.2e-3,
-all 25 samples per step, 10 steps, nine made-up identities, five views of the forget image).
+6 steps) for real models, and a profile tuned for the synthetic world's tiny model (LoRA, lr 1e-3,
+batches of 32 of its 34 samples, 10 steps, target counts 18/2/7/7, three made-up identities, nine
+views of the forget image).
 Every value can be overridden below. The output directory receives the unlearned model (LoRA merged
 unless --adapter-only), the processor and run.json (config, data set, per-step losses, versions).
 """
