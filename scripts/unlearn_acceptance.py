@@ -9,6 +9,7 @@ and print the means over concepts (and how many concepts met all three goals).
 
     python scripts/unlearn_acceptance.py                      # default world, cached model ($SIU_HOME)
     python scripts/unlearn_acceptance.py --micro --methods siu,siu_no_vocab_mask --concepts tesquo-velrix
+    python scripts/unlearn_acceptance.py --methods siu --world-seed 1  # another world (pre-trained once)
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     ap.add_argument("--concepts", default="all", help="'all' or a comma list of concept slugs")
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="unlearning seed")
+    ap.add_argument(
+        "--world-seed", type=int, default=0, help="which synthetic world (built and pre-trained if missing)"
+    )
     ap.add_argument("--images", type=int, default=8, help="held-out recognition questions per concept")
     ap.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
     args = ap.parse_args(argv)
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in VARIANTS]
     if unknown:
         ap.error(f"unknown method(s) {unknown}; known: {', '.join(VARIANTS)}")
-    world, model, _ = ensure_world_and_model(micro=args.micro, seed=0)
+    world, model, _ = ensure_world_and_model(micro=args.micro, seed=args.world_seed)
     bench = load_benchmark(world)
     slugs = [c.slug for c in bench.concepts] if args.concepts == "all" else args.concepts.split(",")
     for slug in slugs:
@@ -98,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     print(
-        f"{'micro' if args.micro else 'default'} world, {len(slugs)} concept(s), seed {args.seed}; means over "
+        f"{'micro' if args.micro else 'default'} world (seed {args.world_seed}), {len(slugs)} concept(s), "
+        f"unlearning seed {args.seed}; means over "
         f"concepts. Goals: forget <= {FORGET_MAX}, others >= {OTHERS_MIN_RELATIVE} of the original, "
         f"facts >= {FACTS_MIN}. Original model: recognition "
         f"{sum(before[s]['recognition'] for s in slugs) / len(slugs):.3f}, facts "
