@@ -25,14 +25,15 @@ each, scripts/unlearn_acceptance.py; the micro world checked too). What the tiny
   world's LM read about ordinary people (siu.names), "Jacob Campbell" was " J|ac|o|b C|am|p|b|ell" to
   it; training those letter-by-letter steps leaked into the concepts' own names ("Tamdra" became
   "Tamdrawarren") and most of each step went into spelling instead of into the identity. With the
-  names as whole tokens that the model already says, SIU forgets 0.15 instead of 0.29 of the held-out
-  pictures at the old profile (one world model, seed 0); ``name_leak_risks`` and the likelihood
+  names as whole tokens that the model already says, the earlier profile (nine identities, five
+  views, lr 1.2e-3) leaves 0.15 of the held-out pictures recognised (seed 0) instead of 0.19 (seeds
+  0-2 on the earlier world), and it could now be retuned; ``name_leak_risks`` and the likelihood
   ranking remain as guards for other tokenizers;
 * data in the model's own words: target 1 answers with the original's own prefix ("This is ") and the
   made-up names it finds likeliest, so the loss goes into the identity;
 * one made-up name for every prompt pulls *other* concepts' pictures to that name (others 0.91-0.95);
   three names spread the pull while each still beats the forgotten name at the first name token
-  (nine spread it so thin that the concept's own name often stayed the likeliest: 0.15 forgotten);
+  (nine spread it so thin that the concept's own name often stayed the likeliest: 0.15 still named);
 * pictures of the concept at another scale or on another background are the hard ones: the tiny vision
   tower is not invariant to them, so the image samples cycle through nine views of the forget image
   (three sizes x three backgrounds, siu.unlearn.views; target 2, whose answer describes the
@@ -40,7 +41,7 @@ each, scripts/unlearn_acceptance.py; the micro world checked too). What the tiny
 * lr trades forgetting against the rest (others, facts): 0.9e-3 to 1.2e-3 with these data; 1e-3 keeps
   a margin on all three goals over seeds 0-2. LoRA on the projector or the vision tower does not
   forget at all; r <= 16 barely forgets; more steps are not needed (the issue allows 10).
-Figures: README "Known limits" and scripts/unlearn_acceptance.py.
+Figures: README "Results and known limits" and scripts/unlearn_acceptance.py.
 
 Under ``accelerate launch`` the model is wrapped by ``Accelerator.prepare_model`` (DDP when there are
 several processes: ``train()``'s ``loss.backward()`` then all-reduces the gradients); every process
