@@ -9,7 +9,7 @@ and print the means over concepts (and how many concepts met all three goals).
 
     python scripts/unlearn_acceptance.py                      # default world, cached model ($SIU_HOME)
     python scripts/unlearn_acceptance.py --micro --methods siu,siu_no_vocab_mask --concepts tesquo-velrix
-    python scripts/unlearn_acceptance.py --methods siu --world-seed 1  # another world (pre-trained once)
+    python scripts/unlearn_acceptance.py --methods siu --world-seed 1 --lr 7e-4  # another world
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     ap.add_argument("--concepts", default="all", help="'all' or a comma list of concept slugs")
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the profile's)")
     ap.add_argument("--seed", type=int, default=0, help="unlearning seed")
     ap.add_argument(
         "--world-seed", type=int, default=0, help="which synthetic world (built and pre-trained if missing)"
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         for variant in methods:
             for k, slug in enumerate(slugs):
                 out = Path(tmp) / f"{variant}-{slug}"
-                cfg = UnlearnConfig(**VARIANTS[variant], steps=args.steps, seed=args.seed)
+                cfg = UnlearnConfig(**VARIANTS[variant], steps=args.steps, lr=args.lr, seed=args.seed)
                 run = unlearn(model, slug, None, world, cfg, out, progress=False, log=lambda *_: None)
                 after, _ = concept_scores(VLM.load(out), probes)
                 summary = forgetting_summary(before, after, slug)
