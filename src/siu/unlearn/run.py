@@ -41,8 +41,8 @@ each, scripts/unlearn_acceptance.py; the micro world checked too). What the tiny
 * lr trades forgetting against the rest (others, facts): 0.9e-3 to 1.2e-3 with these data; 1e-3 keeps
   a margin on all three goals over seeds 0-2. Another pre-trained world model wants another lr: on the
   world of seed 1 lr 1e-3 overshoots (others 0.928) and 0.7e-3 fits (0.021 / 0.970 / 0.975). LoRA on
-  the projector or the vision tower does not
-  forget at all; r <= 16 barely forgets; more steps are not needed (the issue allows 10).
+  the projector or the vision tower does not forget at all; r <= 16 barely forgets; more steps are
+  not needed (the issue allows 10).
 Figures: README "Results and known limits" and scripts/unlearn_acceptance.py.
 
 Under ``accelerate launch`` the model is wrapped by ``Accelerator.prepare_model`` (DDP when there are
