@@ -323,22 +323,19 @@ def evaluate_concept(
         reference[key] = _mean([float(h) for h in hits])
     step("relearning attack")
     relearn_data = relearn_samples(concept, bench)
-    with relearned(unlearned, relearn_data) as losses:
-        relearn_answers = unlearned.generate(name_samples, **gen)
-    out["attack_relearn"] = _mean([float(h) for h in rec.add("attack_relearn", name_probes, relearn_answers)])
-    out["attack_relearn_losses"] = losses
+
+    def relearned_share(vlm: VLM, **who: str) -> tuple[float, list[float]]:
+        """Share of name answers naming C once ``vlm`` is fine-tuned on the other concepts; the losses."""
+        with relearned(vlm, relearn_data) as losses:
+            answers = vlm.generate(name_samples, **gen)
+        return _mean([float(h) for h in rec.add("attack_relearn", name_probes, answers, **who)]), losses
+
+    out["attack_relearn"], out["attack_relearn_losses"] = relearned_share(unlearned)
     # the original under the same fine-tuning: on a small world it can disturb C's recognition itself
-    with relearned(original, relearn_data):
-        hits = rec.add(
-            "attack_relearn", name_probes, original.generate(name_samples, **gen), model="original"
-        )
-    reference["attack_relearn"] = _mean([float(h) for h in hits])
+    reference["attack_relearn"], _ = relearned_share(original, model="original")
     if retain is not None:
         # the control: the same fine-tuning cannot teach C to a model that never saw C's pictures
-        with relearned(retain, relearn_data):
-            retain_answers = retain.generate(name_samples, **gen)
-        hits = rec.add("attack_relearn", name_probes, retain_answers, model="retain")
-        out["attack_relearn_retain"] = _mean([float(h) for h in hits])
+        out["attack_relearn_retain"], _ = relearned_share(retain, model="retain")
     out["attack_original"] = reference
     unseen = [p for k, p in enumerate(probes) if prompts[k % len(prompts)].heldout]
     if unseen:
