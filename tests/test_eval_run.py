@@ -7,12 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from instance_figures import CONCEPT, check, evaluate, ga_figures, gradient_ascent, self_figures
 
 from siu.cli import main
 from siu.eval.metrics import METRICS
-from siu.unlearn.run import UnlearnConfig, unlearn
-
-CONCEPT = "tesquo-velrix"
 
 
 def _eval(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -23,20 +21,8 @@ def _eval(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
 
 @pytest.fixture(scope="module")
 def ga_model(micro_world: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Gradient ascent for 10 steps: forgets by wrecking the model (the paper's GA failure)."""
     world, model = micro_world
-    out = tmp_path_factory.mktemp("ga") / "m"
-    unlearn(
-        model,
-        CONCEPT,
-        None,
-        world,
-        UnlearnConfig(method="ga", seed=0),
-        out,
-        progress=False,
-        log=lambda *_: None,
-    )
-    return out
+    return gradient_ascent(world, model, tmp_path_factory.mktemp("ga") / "m")
 
 
 def test_original_against_itself(micro_world: tuple[Path, Path], tmp_path: Path, capsys) -> None:
@@ -50,17 +36,15 @@ def test_original_against_itself(micro_world: tuple[Path, Path], tmp_path: Path,
     result = json.loads((out / "metrics.json").read_text())
     m = result["metrics"]
     assert set(m) == set(METRICS) and set(result["directions"]) == set(METRICS)
-    assert m["efficacy_em"] <= 10 and m["generality_em"] <= 10  # the original recognises its concept
-    assert m["g_eval"] >= 4 and result["judge"] == "rubric"
+    assert result["judge"] == "rubric"
     assert m["specificity"] == pytest.approx(100.0) and m["c_dis"] == pytest.approx(0.0, abs=1e-9)
-    assert m["fact_retention"] >= 0.9 and m["jailbreak_multilingual"] >= 0.8
-    assert m["mia_auc_loss"] >= 0.9  # the original still sees C in C's pictures, not in others'
     assert "mia_auc_retain" in result["details"]["missing"]
     assert all(0.0 <= m[f"attack_{k}"] <= 1.0 for k in ("crop", "flip", "blur", "jpeg", "unseen_phrasing"))
-    assert m["attack_unseen_phrasing"] >= 0.8  # the original recognises C with unseen phrasings too
-    # 8-bit rounding does not make the original forget C (benign fine-tuning on the micro world's three
-    # other concepts may: the original's own figure under each attack is reported beside, for that)
-    assert m["attack_quant8"] >= 0.8
+    # the original names its concept (EM near 0, the judge agrees), keeps its facts, answers in other
+    # languages and with unseen phrasings, tells C's pictures from others' (MIA), and 8-bit rounding
+    # does not make it forget (benign fine-tuning on the micro world's three other concepts may: the
+    # original's own figure under each attack is reported beside, for that)
+    check(self_figures(result), "self.")
     reference = result["details"]["attack_original"]
     kinds = ("crop", "flip", "blur", "jpeg", "quant8", "quant4", "relearn")
     assert set(reference) == {f"attack_{k}" for k in kinds}
@@ -75,17 +59,12 @@ def test_original_against_itself(micro_world: tuple[Path, Path], tmp_path: Path,
 
 
 def test_gradient_ascent_forgets_by_breaking_the_model(
-    micro_world: tuple[Path, Path], ga_model: Path, tmp_path: Path, capsys
+    micro_world: tuple[Path, Path], ga_model: Path, tmp_path: Path
 ) -> None:
     world, model = micro_world
-    code, stdout, _ = _eval(
-        capsys, "--model", str(ga_model), "--original", str(model), "--bench", str(world), "--concept", CONCEPT,
-        "--out", str(tmp_path / "ev"),
-    )  # fmt: skip
-    assert code == 0, stdout
-    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())["metrics"]
-    assert m["generality_em"] >= 80 and m["g_eval"] is None  # no judge: missing, not invented
-    assert m["c_dis"] > 0.01 and m["fluency_ppl"] > 1.5
+    result = evaluate(ga_model, model, world, tmp_path / "ev")
+    assert result["metrics"]["g_eval"] is None  # no judge: missing, not invented
+    check(ga_figures(result), "ga.")  # forgets, far from the original, less fluent
 
 
 def test_bad_inputs(

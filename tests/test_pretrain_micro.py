@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from instance_figures import CONCEPT, check, gate_figures
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from siu.world.gates import THRESHOLDS
@@ -21,9 +22,8 @@ def micro(micro_world: tuple[Path, Path]) -> tuple[Path, Path]:
 def test_micro_model_passes_its_gates(micro: tuple[Path, Path]) -> None:
     _, model = micro
     gates = json.loads((model / "gates.json").read_text())
-    for key, (_, threshold) in THRESHOLDS.items():
-        assert 0.0 <= gates[key] <= 1.0
-        assert gates[key] >= threshold, f"{key} = {gates[key]:.3f} < {threshold}"
+    assert all(0.0 <= gates[key] <= 1.0 for key in THRESHOLDS)
+    check(gate_figures(model), "gates.")
     assert gates["passed"]
     # every number traces back to answers
     lines = (model / "gates_answers.jsonl").read_text().splitlines()
@@ -49,10 +49,11 @@ def test_second_run_is_cached(micro: tuple[Path, Path]) -> None:
     assert (model / "model.safetensors").stat().st_mtime_ns == before
 
 
-def test_retain_model_forgets_only_its_concept(micro_retain: tuple[Path, Path]) -> None:
+def test_retain_model_forgets_only_its_concept(
+    micro: tuple[Path, Path], micro_retain: tuple[Path, Path]
+) -> None:
     _, retain = micro_retain
     gates = json.loads((retain / "gates.json").read_text())
-    assert gates["without"] == "tesquo-velrix"
-    assert gates["forgotten_recognition"] <= 0.05
-    assert gates["recognition"] >= 0.95 * 0.95  # the others stay recognised
-    assert gates["facts"] >= 0.95  # text facts of the held-out concept were kept
+    assert gates["without"] == CONCEPT
+    # it does not recognise C, the others stay recognised, C's text facts were kept
+    check(gate_figures(micro[1], retain), "retain.")

@@ -35,7 +35,7 @@ def add_world_parser(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--concepts", type=int, default=24, help="number of concepts, 4-28 (default 24)")
     build.add_argument("--images", type=int, default=50, help="benchmark images per concept (default 50)")
     build.add_argument(
-        "--micro", action="store_true", help="a 5-concept world with 12 images each, for tests"
+        "--micro", action="store_true", help="a 4-concept world with 12 images each, for tests"
     )
     build.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     build.set_defaults(handler=_cmd_build)
@@ -52,7 +52,7 @@ def add_world_parser(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--world", required=True, help="world directory made by `siu world build`")
     pre.add_argument("--out", required=True, help="model output directory")
     pre.add_argument("--without", metavar="CONCEPT", help="leave out every image of this concept")
-    pre.add_argument("--steps", type=int, help="optimiser steps (default: 1400, micro world: 400)")
+    pre.add_argument("--steps", type=int, help="optimiser steps (default: 1400, micro world: 800)")
     pre.add_argument("--micro", action="store_true", help="use the small training profile of the micro world")
     pre.add_argument("--overwrite", action="store_true", help="replace an existing, different model in --out")
     pre.set_defaults(handler=_cmd_pretrain)

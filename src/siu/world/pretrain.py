@@ -44,7 +44,7 @@ class PretrainConfig:
         """For the micro world of the tests: fewer images and steps."""
         return cls(
             corpus=CorpusConfig(images_per_concept=120),
-            steps=600,
+            steps=800,
             batch_size=32,
             lr=2e-3,
         )
