@@ -19,9 +19,10 @@ import torch
 
 from siu.bench.load import load_benchmark
 from siu.eval.run import evaluate
-from siu.models.adapter import VLM
-from siu.report.table import format_table
-from siu.world.cli import _quiet_transformers, ensure_world_and_model
+from siu.models.adapter import VLM, quiet_transformers
+from siu.report.html import eval_report
+from siu.tables import format_table
+from siu.world.cache import ensure_world_and_model
 from siu.world.gates import build_probes
 
 
@@ -30,7 +31,7 @@ def main() -> None:
     ap.add_argument("--micro", action="store_true", help="the micro world's model")
     ap.add_argument("--prompts", type=int, default=96, help="prompts answered each way (96)")
     args = ap.parse_args()
-    _quiet_transformers()
+    quiet_transformers()
     world, model, _ = ensure_world_and_model(micro=args.micro)
     bench = load_benchmark(world)
     vlm = VLM.load(model)
@@ -47,7 +48,7 @@ def main() -> None:
     concept = bench.concepts[0]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        evaluate(model, model, world, concept.slug, Path(tmp) / "ev", judge="rubric", log=lambda *_: None)
+        evaluate(model, model, world, concept.slug, Path(tmp) / "ev", judge="rubric", render=eval_report, log=lambda *_: None)
         t_eval = time.perf_counter() - t0
     n = len(samples)
     print(f"tiny LLaVA, {n} prompts, {torch.get_num_threads()} threads")

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from siu.report.table import format_table
+from siu.tables import format_table
 from siu.world.build import WorldConfig, build_world
 from siu.world.pretrain import PretrainConfig, pretrain
 

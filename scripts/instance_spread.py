@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import instance_figures as fig  # noqa: E402
 
 from siu.cli import main as siu  # noqa: E402
-from siu.report.table import format_table  # noqa: E402
+from siu.tables import format_table  # noqa: E402
 from siu.world.build import WorldConfig, build_world  # noqa: E402
 from siu.world.cache import retain_model  # noqa: E402
 from siu.world.pretrain import PretrainConfig, pretrain  # noqa: E402

@@ -1,7 +1,8 @@
 """Acceptance table of the unlearning issue: every method on every concept of a synthetic world.
 
-For each method (SIU, PO, GA, GA+KL, and SIU without each mask) and each concept: unlearn the concept
-from its one forget image with the profile's defaults, then measure on held-out images
+For each method (every registered method and named variant, e.g. SIU without each mask) and each
+concept: unlearn the concept from its one forget image with the profile's defaults, then measure on
+held-out images
   forget      recognition of the forgotten concept               (goal <= 0.05)
   others      the other concepts' recognition / the original's   (goal >= 0.95)
   facts       text facts about the forgotten concept answered    (goal >= 0.90)
@@ -31,11 +32,14 @@ from siu.eval.forgetting import (
     forgetting_summary,
     recognition_probes,
 )
-from siu.eval.matrix import VARIANTS  # the same method names as siu bench run
 from siu.models.adapter import VLM
-from siu.report.table import format_table
-from siu.unlearn.run import UnlearnConfig, unlearn
-from siu.world.cli import ensure_world_and_model
+from siu.tables import format_table
+from siu.unlearn.config import UnlearnConfig
+from siu.unlearn.methods import variants
+from siu.unlearn.run import unlearn
+from siu.world.cache import ensure_world_and_model
+
+VARIANTS = variants()  # the same names as siu bench run: every registered method and named variant
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,11 +77,21 @@ def main(argv: list[str] | None = None) -> int:
         for variant in methods:
             for k, slug in enumerate(slugs):
                 out = Path(tmp) / f"{variant}-{slug}"
-                cfg = UnlearnConfig(**VARIANTS[variant], steps=args.steps, lr=args.lr, seed=args.seed)
+                name, options = VARIANTS[variant]
+                cfg = UnlearnConfig(
+                    method=name, options=options, steps=args.steps, lr=args.lr, seed=args.seed
+                )
                 run = unlearn(model, slug, None, world, cfg, out, progress=False, log=lambda *_: None)
                 after, _ = concept_scores(VLM.load(out), probes)
                 summary = forgetting_summary(before, after, slug)
-                runs.append({"variant": variant, "steps": run["config"]["steps"], **summary})
+                runs.append(
+                    {
+                        "variant": variant,
+                        "steps": run["config"]["steps"],
+                        "lr": run["config"]["lr"],
+                        **summary,
+                    }
+                )
                 print(
                     f"[{variant} {k + 1}/{len(slugs)}] {slug}: forget {summary['forget_recognition']:.2f} "
                     f"others {summary['others_relative']:.2f} facts {summary['facts']:.2f} "
@@ -96,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 variant,
                 mine[0]["steps"],
+                f"{mine[0]['lr']:g}",
                 f"{mean('forget_recognition'):.3f}",
                 f"{mean('others_relative'):.3f}",
                 f"{mean('facts'):.3f}",
@@ -110,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(before[s]['recognition'] for s in slugs) / len(slugs):.3f}, facts "
         f"{sum(before[s]['facts'] for s in slugs) / len(slugs):.3f}."
     )
-    print(format_table(["method", "steps", "forget", "others", "facts", "all three met"], rows))
+    print(format_table(["method", "steps", "lr", "forget", "others", "facts", "all three met"], rows))
     if args.json is not None:
         args.json.write_text(json.dumps({"before": before, "runs": runs}, indent=2) + "\n")
     return 0

@@ -13,9 +13,13 @@ from siu.unlearn.losses import (
     dual_masked_kl,
     ga_kl,
     gradient_ascent,
+    hidden_mse,
     kl_to_reference,
+    npo_loss,
     preference_optimization,
+    sequence_logprobs,
     shift_for_next_token,
+    simnpo_loss,
     siu_loss,
     vocab_mask_for_names,
 )
@@ -344,3 +348,75 @@ def test_vocab_mask_rejects_empty_names(tokenizer) -> None:
     for bad in ["", "   "]:
         with pytest.raises(ValueError, match="non-empty"):
             vocab_mask_for_names(tokenizer, ["Name", bad], len(tokenizer))
+
+
+# ---- sequence-level losses: NPO, SimNPO, DPO ------------------------------------------------------
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def test_sequence_logprobs_sums_answer_tokens_by_hand() -> None:
+    # row 0 predicts token 3 then token 2 (positions 1 and 2); row 1 only token 0 (position 2)
+    logits = _t([[UNIFORM, SKEWED, SKEWED], [SKEWED, UNIFORM, SKEWED]])
+    labels = torch.tensor([[-100, 3, 2], [-100, -100, 0]])
+    logp, n = sequence_logprobs(logits, labels)
+    expected0 = -_nll(UNIFORM, 3) - _nll(SKEWED, 2)
+    expected1 = -_nll(UNIFORM, 0)
+    assert logp.tolist() == pytest.approx([expected0, expected1], abs=1e-6)
+    assert n.tolist() == [2, 1]
+
+
+def test_npo_hand_value_and_its_value_at_the_reference() -> None:
+    logp, ref = torch.tensor([-2.0, -5.0]), torch.tensor([-1.0, -5.0])
+    beta = 0.5
+    expected = (
+        sum(-(2 / beta) * math.log(_sigmoid(-beta * (a - b))) for a, b in [(-2.0, -1.0), (-5.0, -5.0)]) / 2
+    )
+    assert float(npo_loss(logp, ref, beta)) == pytest.approx(expected, abs=1e-6)
+    # at p = p_ref each term is (2 / beta) log 2
+    assert float(npo_loss(ref, ref, beta)) == pytest.approx(2 / beta * LN2, abs=1e-6)
+
+
+def test_npo_gradient_is_weighted_gradient_ascent_and_spares_the_reference() -> None:
+    logp = torch.tensor([-1.0], requires_grad=True)
+    ref = torch.tensor([-1.0], requires_grad=True)
+    npo_loss(logp, ref, beta=0.1).backward()
+    assert float(logp.grad) == pytest.approx(1.0, abs=1e-6)  # d/dlogp = 2 sigmoid(beta * 0) = 1: ascent
+    assert ref.grad is None
+
+
+def test_simnpo_is_length_normalised_and_reference_free() -> None:
+    logp, n = torch.tensor([-6.0, -2.0]), torch.tensor([3, 1])
+    beta, gamma = 2.5, 0.5
+    expected = (
+        sum(-(2 / beta) * math.log(_sigmoid(-(beta / k) * lp - gamma)) for lp, k in [(-6.0, 3), (-2.0, 1)])
+        / 2
+    )
+    assert float(simnpo_loss(logp, n, beta, gamma)) == pytest.approx(expected, abs=1e-6)
+    # the same per-token log-probability gives the same loss, whatever the length
+    assert float(simnpo_loss(torch.tensor([-6.0]), torch.tensor([3]), beta, gamma)) == pytest.approx(
+        float(simnpo_loss(torch.tensor([-2.0]), torch.tensor([1]), beta, gamma)), abs=1e-6
+    )
+
+
+def test_sequence_losses_on_no_sequence_are_zero_with_grad() -> None:
+    empty = torch.zeros(0, requires_grad=True)
+    for loss in (
+        npo_loss(empty, empty, 0.1),
+        simnpo_loss(empty, empty, 2.5, 0.0),
+    ):
+        assert float(loss.detach()) == 0.0 and loss.requires_grad
+        loss.backward()
+
+
+def test_hidden_mse_to_a_direction_and_to_reference_states_by_hand() -> None:
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]]])  # position 2 predicts nothing
+    labels = torch.tensor([[-100, 5, 6]])  # positions 0 and 1 predict answer tokens
+    direction = torch.tensor([1.0, 0.0])
+    expected = ((0**2 + 2**2) + (2**2 + 4**2)) / 4
+    assert float(hidden_mse(hidden, direction, labels)) == pytest.approx(expected)
+    reference = hidden + torch.tensor([0.5, -0.5])
+    assert float(hidden_mse(hidden, reference, labels)) == pytest.approx(0.25)
+    assert float(hidden_mse(hidden, hidden, torch.full((1, 3), -100)).detach()) == 0.0

@@ -182,8 +182,8 @@ def test_no_training_prompt_is_an_evaluation_prompt(bench: Benchmark) -> None:
     image = Image.new("RGB", (8, 8))
     for concept in bench.concepts:
         data = build_siu_data(concept, image, bench, DataConfig(counts=(30, 8, 15, 15)))
-        data += build_baseline_data("po", concept, image, DataConfig(), bench)
-        data += build_baseline_data("ga", concept, image, DataConfig(), bench)
+        data += build_baseline_data("refusal", concept, image, DataConfig(), bench)
+        data += build_baseline_data("naming", concept, image, DataConfig(), bench)
         assert not {norm(s.sample.prompt) for s in data} & evals
 
 
@@ -246,7 +246,7 @@ def test_overrides_from_file_apply(
     t4 = by_target(data, 4)
     assert all(s.sample.answer == "Somebody Else plays the drums." for s in t4)
     assert all("Somebody Else" in s.sample.prompt for s in t4)
-    po = build_baseline_data("po", concept, image, cfg, bench)
+    po = build_baseline_data("refusal", concept, image, cfg, bench)
     assert {s.sample.answer for s in po} == {"No idea, sorry."}
 
 
@@ -360,9 +360,9 @@ def test_several_identities_cycle_over_target1(
 
 
 def test_po_refuses_and_ga_names_the_concept(bench: Benchmark, concept: Concept, image: Image.Image) -> None:
-    po = build_baseline_data("po", concept, image, DataConfig(), bench)
-    ga = build_baseline_data("ga", concept, image, DataConfig(), bench)
-    ga_kl = build_baseline_data("ga_kl", concept, image, DataConfig(), bench)
+    po = build_baseline_data("refusal", concept, image, DataConfig(), bench)
+    ga = build_baseline_data("naming", concept, image, DataConfig(), bench)
+    ga_kl = build_baseline_data("naming", concept, image, DataConfig(), bench, stream="ga_kl")
     for data in (po, ga, ga_kl):
         assert len(data) == 25
         assert all(s.target == 0 and s.sample.image is image for s in data)
@@ -371,8 +371,9 @@ def test_po_refuses_and_ga_names_the_concept(bench: Benchmark, concept: Concept,
     assert any(mentions(s.sample.prompt, concept.names) for s in po)  # "Is this C?"-style too
     assert all(mentions(s.sample.answer, concept.names) for s in ga + ga_kl)
     assert any(s.sample.answer.startswith("Yes, ") for s in ga)
-    assert len(build_baseline_data("po", concept, image, DataConfig(counts=(1, 1, 1, 1)))) == 4
-    with pytest.raises(SiuError, match="po, ga, ga_kl"):
+    assert len(build_baseline_data("refusal", concept, image, DataConfig(counts=(1, 1, 1, 1)))) == 4
+    assert [s.sample.prompt for s in ga] != [s.sample.prompt for s in ga_kl]  # each method its own order
+    with pytest.raises(SiuError, match="refusal, naming"):
         build_baseline_data("npo", concept, image, DataConfig())
 
 
@@ -437,3 +438,50 @@ def test_views_of_the_forget_image(bench: Benchmark, concept: Concept, image: Im
     records = dataset_record(viewed)
     assert records[0]["image"] == "forget image" and records[1]["image"] == "forget image, view 1"
     assert "view 1" in format_dataset(viewed)
+
+
+def test_forget_and_retain_sets_use_the_one_image_and_other_concepts_forget_images(
+    bench: Benchmark, concept: Concept, image: Image.Image
+) -> None:
+    from siu.unlearn.data import build_forget_retain_data, build_preference_data
+
+    cfg = DataConfig(counts=(5, 1, 2, 3))
+    data = build_forget_retain_data(concept, image, bench, cfg)
+    forget = [s for s in data if s.role == "forget"]
+    retain = [s for s in data if s.role == "retain"]
+    assert len(forget) == 6 and all(s.sample.image is image for s in forget)
+    assert all(mentions(s.sample.answer, concept.names) for s in forget)
+    assert [s.target for s in retain].count(3) == 2 and [s.target for s in retain].count(4) == 3
+    pictured = [s for s in retain if s.sample.image is not None]
+    others = [c for c in bench.concepts if c.slug != concept.slug]
+    assert len(pictured) == min(3, len(others))
+    forget_pictures = {bench.load_image(c, c.forget_image).tobytes(): c for c in others}
+    for s in pictured:  # each another concept, named, on its own forget image (never a test image)
+        other = forget_pictures[s.sample.image.tobytes()]
+        assert mentions(s.sample.answer, other.names) and not mentions(s.sample.answer, concept.names)
+    pairs = build_preference_data(concept, image, bench, cfg)
+    chosen = {s.pair: s for s in pairs if s.pair >= 0 and s.chosen}
+    rejected = {s.pair: s for s in pairs if s.pair >= 0 and not s.chosen}
+    assert set(chosen) == set(rejected) == {0, 1, 2}
+    for k in chosen:  # the same question, a refusal preferred to the naming answer
+        assert chosen[k].sample.prompt == rejected[k].sample.prompt
+        assert not mentions(chosen[k].sample.answer, concept.names)
+        assert mentions(rejected[k].sample.answer, concept.names)
+
+
+def test_views_keep_pairs_together_and_leave_retain_pictures_alone(
+    bench: Benchmark, concept: Concept, image: Image.Image
+) -> None:
+    from siu.unlearn.data import build_preference_data
+    from siu.unlearn.views import with_views
+
+    data = build_preference_data(concept, image, bench, DataConfig(counts=(5, 1, 2, 3)))
+    viewed = with_views(data, image, views=4, seed=0, background=True)
+    by_pair: dict[int, set[int]] = {}
+    for before, after in zip(data, viewed, strict=True):
+        assert (before.role, before.pair, before.chosen) == (after.role, after.pair, after.chosen)
+        if before.role == "retain":
+            assert after.sample.image is before.sample.image
+        elif before.pair >= 0:
+            by_pair.setdefault(before.pair, set()).add(after.view)
+    assert all(len(v) == 1 for v in by_pair.values()) and len({min(v) for v in by_pair.values()}) > 1

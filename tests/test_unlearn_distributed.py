@@ -1,4 +1,6 @@
-"""The unlearning loop under DDP: 2 CPU processes (torchrun, gloo) train exactly like 1 process."""
+"""The unlearning loop under DDP: 2 CPU processes (torchrun, gloo) train exactly like 1 process, for a
+token-averaged loss (SIU) and a sequence-averaged one (NPO's forget term, beside its token-averaged
+retain term)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
@@ -22,10 +25,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _run(processes: int, model: Path, image: Path, overrides: Path, out: Path) -> None:
+def _run(processes: int, model: Path, image: Path, overrides: Path, out: Path, method: str) -> None:
     args = [
         "unlearn", "--model", str(model), "--concept", "Zorblax Quint", "--image", str(image),
         "--overrides", str(overrides), "--counts", "3,1,2,2", "--steps", "3", "--out", str(out),
+        "--method", method,
     ]  # fmt: skip
     launcher = [
         "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
@@ -37,14 +41,15 @@ def _run(processes: int, model: Path, image: Path, overrides: Path, out: Path) -
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def test_two_processes_match_one(tiny_vlm_dir: Callable[[str], Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["siu", "npo"])
+def test_two_processes_match_one(method: str, tiny_vlm_dir: Callable[[str], Path], tmp_path: Path) -> None:
     model = tiny_vlm_dir("llava")
     image = tmp_path / "forget.png"
     Image.new("RGB", (40, 40), (30, 160, 60)).save(image)
     overrides = tmp_path / "overrides.json"
     overrides.write_text(json.dumps(OVERRIDES))
-    _run(1, model, image, overrides, tmp_path / "one")
-    _run(2, model, image, overrides, tmp_path / "two")
+    _run(1, model, image, overrides, tmp_path / "one", method)
+    _run(2, model, image, overrides, tmp_path / "two", method)
 
     runs = [json.loads((tmp_path / d / "run.json").read_text()) for d in ("one", "two")]
     assert [r["processes"] for r in runs] == [1, 2]

@@ -16,17 +16,13 @@ from siu.bench.schema import Concept
 from siu.cli import main
 from siu.errors import SiuError
 from siu.models.adapter import VLM
-from siu.unlearn.run import (
-    Reference,
-    UnlearnConfig,
-    apply_lora,
-    batch_schedule,
-    check_names_encodable,
-    language_model_linear_names,
-    local_batches,
-    profile_for,
-    unlearn,
-)
+from siu.unlearn.batches import SampleMeta, batch_schedule, local_batches, model_inputs
+from siu.unlearn.config import UnlearnConfig, profile_for
+from siu.unlearn.inputs import check_names_encodable
+from siu.unlearn.methods.siu import Siu
+from siu.unlearn.reference import Reference
+from siu.unlearn.run import unlearn
+from siu.unlearn.setup import apply_lora, language_model_linear_names
 
 # The science test forgets the micro world's cartoon character (instance_figures.CONCEPT) and asserts
 # the unlearning issue's acceptance on it: forgotten on its held-out pictures, the others and its
@@ -92,7 +88,12 @@ def test_run_record_model_and_untouched_input(science: dict, micro_world: tuple[
     assert [r["step"] for r in record["losses"]] == list(range(1, record["config"]["steps"] + 1))
     assert all({"loss", "ce", "dmk", "lr"} <= set(r) for r in record["losses"])
     assert len(record["dataset"]) == 34 and {d["target"] for d in record["dataset"]} == {1, 2, 3, 4}
-    assert record["config"]["alpha"] == 0.9 and record["config"]["beta"] == 0.75
+    assert record["config"]["options"] == {
+        "alpha": 0.9,
+        "beta": 0.75,
+        "use_token_mask": True,
+        "use_vocab_mask": True,
+    }
     assert not list(out.parent.glob(".*tmp-*"))  # no temporary directory left behind
     assert any(line.strip().startswith("1 ") for line in science["log"])  # the per-step table
     VLM.load(out)  # loads as a plain Hugging Face model
@@ -226,15 +227,16 @@ def test_reference_equals_the_original_model(micro_world: tuple[Path, Path], ben
     image = bench.load_image(concept, concept.forget_image)
     data = build_siu_data(concept, image, bench, DataConfig(counts=(2, 1, 1, 1)))
     encoded = [vlm.encode_one(s.sample) for s in data]
-    (batch,) = local_batches(vlm, encoded, batch_schedule(len(encoded), 8, 1, 0), 0, 1)
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "target_mask", "index")}
+    metas = [SampleMeta()] * len(encoded)
+    (batch,) = local_batches(vlm, encoded, metas, batch_schedule(len(encoded), 8, 1, 0), 0, 1, Siu())
+    inputs = model_inputs(batch)
     with torch.no_grad():
         original = vlm.model(**inputs).logits
 
     cached = Reference("cached")
     cached.precompute(vlm.model, [batch])
 
-    model = apply_lora(vlm.model, UnlearnConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0))
+    model = apply_lora(vlm.model, r=4, alpha=8, dropout=0.0)
     names = language_model_linear_names(vlm.model)
     assert names and not any("vision_tower" in n or "projector" in n or "lm_head" in n for n in names)
     for name, param in model.named_parameters():
@@ -244,7 +246,7 @@ def test_reference_equals_the_original_model(micro_world: tuple[Path, Path], ben
     with torch.no_grad():
         adapted = model(**inputs).logits
     assert not torch.allclose(adapted, original)
-    lora_ref = Reference("lora").logits(model, batch, adapted)
+    lora_ref = Reference("adapter_off").logits(model, batch, adapted)
     assert torch.equal(lora_ref, original)
     assert model.training  # the reference pass restores the mode
 

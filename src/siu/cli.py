@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -65,8 +66,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--out", required=True, type=Path, help="output directory (new or empty, unless --overwrite)"
     )
-    run.add_argument("--methods", default="siu,po,ga,ga_kl", help="comma list (siu, po, ga, ga_kl, "
-                     "siu_no_token_mask, siu_no_vocab_mask); default siu,po,ga,ga_kl")  # fmt: skip
+    from siu.unlearn.methods import variants
+
+    run.add_argument("--methods", default="siu,po,ga,ga_kl", help=f"comma list of {', '.join(variants())} "
+                     "(the registered methods and named variants); default siu,po,ga,ga_kl")  # fmt: skip
     run.add_argument("--concepts", default="all", help="'all' or a comma list of concept names")
     run.add_argument("--steps", default="6", help="comma list of step counts, e.g. 6,12,24 (default 6)")
     run.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per cell (default 1)")
@@ -90,7 +93,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench_report(args: argparse.Namespace) -> int:
-    from siu.eval.matrix import write_summaries
+    from siu.matrix import write_summaries
 
     print(write_summaries(args.dir))
     print(f"wrote {args.dir}/results.md and {args.dir}/report.html")
@@ -98,8 +101,8 @@ def _cmd_bench_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_run(args: argparse.Namespace) -> int:
-    from siu.eval.matrix import run_matrix
-    from siu.world.cli import _quiet_transformers
+    from siu.matrix import run_matrix
+    from siu.outputs import quiet_transformers
 
     try:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]
@@ -107,7 +110,7 @@ def _cmd_bench_run(args: argparse.Namespace) -> int:
         raise SiuError(f"--steps must be a comma list of integers, got {args.steps!r}") from err
     if args.bench is not None and args.model is None:
         raise SiuError("--bench needs --model (with --world the world's own model is used)")
-    _quiet_transformers()
+    quiet_transformers()
     run_matrix(
         args.model,
         args.world or args.bench,
@@ -152,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from siu.world.cli import add_demo_parser, add_world_parser
+    from siu.demo import add_demo_parser
+    from siu.world.cli import add_world_parser
 
     add_world_parser(sub)
     _add_bench(sub)
@@ -171,7 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # inside the try: a reader that went away (`| head`) is not an error
+        return code
+    except BrokenPipeError:
+        # the reader has all it wanted; send what Python still flushes at exit nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SiuError as err:
         print(f"siu: error: {err}", file=sys.stderr)
         return 2

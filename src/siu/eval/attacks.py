@@ -10,6 +10,7 @@ no randomness in any perturbation, and the relearning is seeded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 from collections.abc import Callable, Iterator
 
@@ -126,8 +127,10 @@ def relearned(vlm: VLM, samples: list[Sample], seed: int = 0) -> Iterator[list[f
     exactly as before. Yields the per-step losses.
     """
     from siu.training import TrainConfig, train
+    from siu.unlearn.batches import batch_schedule
+    from siu.unlearn.config import UnlearnConfig
     from siu.unlearn.losses import cross_entropy
-    from siu.unlearn.run import UnlearnConfig, apply_lora, batch_schedule
+    from siu.unlearn.run import prepare_trainable
 
     n_params = sum(p.numel() for p in vlm.model.parameters())
     cfg, _ = UnlearnConfig().resolved(str(getattr(vlm.model.config, "model_type", "")), n_params)
@@ -145,7 +148,7 @@ def relearned(vlm: VLM, samples: list[Sample], seed: int = 0) -> Iterator[list[f
     trainable = [p.requires_grad for p in base.parameters()]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the LoRA initialisation; the caller's random state is left alone
-        peft_model = apply_lora(base, cfg)
+        peft_model = prepare_trainable(base, dataclasses.replace(cfg, lora=True))
     try:
         log = train(
             peft_model,

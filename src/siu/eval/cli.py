@@ -70,9 +70,10 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from siu.eval.run import evaluate
-    from siu.world.cli import _quiet_transformers
+    from siu.outputs import quiet_transformers
+    from siu.report.html import eval_report
 
-    _quiet_transformers()
+    quiet_transformers()
     evaluate(
         args.model,
         args.original,
@@ -88,5 +89,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         trust_remote_code=args.trust_remote_code,
         overwrite=args.overwrite,
+        render=eval_report,
     )
     return 0

@@ -22,7 +22,7 @@ def _fmt(value: Any) -> str:
 
 def metrics_table(metrics: dict[str, Any]) -> str:
     from siu.eval.metrics import METRICS
-    from siu.report.table import format_table
+    from siu.tables import format_table
 
     rows = []
     for key, (better, what) in METRICS.items():
@@ -43,6 +43,16 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return format_table(["metric", "value", "better", "what"], rows)
 
 
+IGNORED_PROCESSOR_KEYS = ("processor_class", "image_processor_type", "_processor_class")
+
+
+def processor_differences(a: Any, b: Any) -> list[str]:
+    """The image-processor settings in which two loaded models differ (``image_mean: [..] vs [..]``)."""
+    left, right = a.processor.image_processor.to_dict(), b.processor.image_processor.to_dict()
+    keys = sorted((set(left) | set(right)) - set(IGNORED_PROCESSOR_KEYS))
+    return [f"{k}: {left.get(k)!r} vs {right.get(k)!r}" for k in keys if left.get(k) != right.get(k)]
+
+
 def evaluate(
     model: str | Path,
     original: str | Path,
@@ -60,13 +70,15 @@ def evaluate(
     overwrite: bool = False,
     run: dict[str, Any] | None = None,
     other_tokenizer: bool = False,
+    render: Callable[[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None], str] | None = None,
     log: Callable[..., Any] = print,
 ) -> dict[str, Any]:
     """Every metric of ``concept_name`` for ``model`` against ``original``; returns metrics.json's content.
 
     Inputs are checked (benchmark, concept, output directory, judge and its key) before any model is
     loaded; nothing is written unless every metric was computed. ``run`` (an unlearning run record)
-    adds a line about the training to the HTML report. ``other_tokenizer`` lets ``model`` have its own
+    adds a line about the training to the HTML report, which ``render`` (the report layer's
+    ``eval_report``; None: no report.html) draws from the result and the answers. ``other_tokenizer`` lets ``model`` have its own
     tokenizer (a gold retain model trained from scratch); C-Dis then compares the special tokens'
     first sub-tokens by their text.
     """
@@ -75,8 +87,8 @@ def evaluate(
     from siu.eval.metrics import METRICS, EvalConfig, evaluate_concept
     from siu.models.adapter import VLM
     from siu.outputs import versions, write_atomically
-    from siu.report.html import eval_report
-    from siu.unlearn.run import check_out
+    from siu.unlearn.inputs import check_out
+    from siu.unlearn.run import check_finite_weights
 
     start = time.perf_counter()
     out = Path(out)
@@ -100,12 +112,18 @@ def evaluate(
     unlearned = VLM.load(model, trust_remote_code=trust_remote_code)
     base = VLM.load(original, trust_remote_code=trust_remote_code)
     retained = VLM.load(retain, trust_remote_code=trust_remote_code) if retain else None
+    for path, vlm in ((model, unlearned), (original, base), (retain, retained)):
+        if vlm is not None:  # before any metric: a NaN model would fail deep in the relearning attack
+            check_finite_weights(vlm.model, f"the model at {path}", "nothing was evaluated")
     # C-Dis and fluency compare token probabilities across the two models; the retain model is only
     # scored on its own (its AUCs), so its tokenizer may differ (the world's retain model trains its own)
     if base.tokenizer.get_vocab() != unlearned.tokenizer.get_vocab() and not other_tokenizer:
         raise SiuError(
             "--original has a different tokenizer than --model; they must be the same model family"
         )
+    differ = processor_differences(unlearned, base)
+    if differ:  # other pixels in, other answers out: every comparison with the original would be off
+        raise SiuError(f"--model and --original preprocess images differently ({'; '.join(differ)})")
     log(f"evaluating {concept.name!r}: {model} against {original}")
     metrics, records = evaluate_concept(
         unlearned,
@@ -136,11 +154,13 @@ def evaluate(
         with open(tmp / "answers.jsonl", "w", encoding="utf-8") as f:
             for r in records:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        (tmp / "report.html").write_text(eval_report(result, records, run), encoding="utf-8")
+        if render is not None:
+            (tmp / "report.html").write_text(render(result, records, run), encoding="utf-8")
 
-    write_atomically(out, write)
+    write_atomically(out, write, overwrite=overwrite)
     log(metrics_table(metrics))
     log(
-        f"wrote {out}/metrics.json, answers.jsonl ({len(records)} answers) and report.html in {result['seconds']:.0f} s"
+        f"wrote {out}/metrics.json, answers.jsonl ({len(records)} answers)"
+        f"{' and report.html' if render else ''} in {result['seconds']:.0f} s"
     )
     return result

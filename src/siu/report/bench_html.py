@@ -15,8 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from siu.eval.matrix import RETAIN, cell_name
 from siu.report.html import STYLE
+
+RETAIN = "retain"  # the method name of the gold retain models' rows
+
+
+def cell_name(method: str, steps: int, seed: int, slug: str) -> str:
+    return f"{RETAIN}-{slug}" if method == RETAIN else f"{method}-s{steps}-seed{seed}-{slug}"
+
 
 PLOT_METRICS = (
     ("efficacy_em", "Efficacy EM (forget image)"),
@@ -160,8 +166,17 @@ def _examples(out: Path, cell: str, n: int = 3) -> list[dict[str, Any]]:
     path = out / "cells" / cell / "answers.jsonl"
     if not path.is_file():
         return []
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    named = [r for r in records if r.get("metric") == "generality_em" and "yes" not in r.get("targets", [])]
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line) if line.strip() else None
+        except ValueError:  # a damaged line costs its example, not the report
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    named = [
+        r for r in records if r.get("metric") == "generality_em" and "yes" not in (r.get("targets") or [])
+    ]
     return named[:n]
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
 
 from siu.errors import SiuError
 
@@ -18,16 +22,20 @@ built automatically from that image, in four targets:
   4  others' facts (text) facts about other concepts: everything else is kept
 The loss is alpha * cross-entropy + beta * Dual Masked KL to the original model; the KL skips the
 deliberately contradicting tokens (token mask) and the concept's name tokens (vocabulary mask).
-Baselines with the same one-image budget: po (fine-tune on refusals), ga (gradient ascent on answers
-naming C), ga_kl (GA + KL to the original model).
+
+Every other method has the same one-image budget: its forget set is built from the one forget image,
+its retain set (where it has one) is targets 3-4 and other concepts named on their own forget images.
+Methods (--method; each method's options are below, under "method options"):
+{methods}
 
 Training defaults come from the model's profile: the paper's LLaVA-1.5 set-up (LoRA r=128, alpha=256,
 dropout 0.05 on the language model's linear layers; AdamW lr 3e-4, cosine, warm-up 0.03, batch 4,
 6 steps) for real models, and a profile tuned for the synthetic world's tiny model (LoRA, lr 1e-3,
 batches of 32 of its 34 samples, 10 steps, target counts 18/2/7/7, three made-up identities, nine
 views of the forget image).
-Every value can be overridden below. The output directory receives the unlearned model (LoRA merged
-unless --adapter-only), the processor and run.json (config, data set, per-step losses, versions).
+Every value can be overridden below, or in a --config file. The output directory receives the
+unlearned model (LoRA merged unless --adapter-only), the processor and run.json (config, data set,
+per-step losses, versions).
 """
 
 EPILOG = """\
@@ -35,11 +43,16 @@ examples:
   siu unlearn --model m/ --bench world/ --concept "Mira Castellan" --out m-forgot/
   siu unlearn --model llava-1.5-7b-hf/ --bench mmubench/ --concept "Donald Trump" --steps 6 --out out/
   siu unlearn --model m/ --bench world/ --concept Mira --method ga_kl --dry-run --out x/
+  siu unlearn --model m/ --bench world/ --concept Mira --method npo --npo-beta 0.2 --out x/
+  siu unlearn --config run.yaml --out x/   # run.yaml: model: m/, bench: world/, concept: Mira, lr: 1e-3, ...
   siu unlearn --model m/ --image trump.jpg --concept "Donald Trump" --overrides facts.yaml --out out/
 
 With --image and no --bench, the concept is known only by its name: its facts (target 3) are the
 original model's own answers, and target 4 needs other_facts in an --overrides file (YAML or JSON
 with fictitious_names, visible_description, counterfactual, prompts, facts, other_facts, refusals).
+
+A --config file (YAML or JSON) holds any of the options below by their long name (lr, batch_size,
+npo_beta, token_mask: false, model, concept, ...); options given on the command line win.
 """
 
 
@@ -53,28 +66,93 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def _flag_of(name: str) -> str:
+    """``use_token_mask`` -> ``--token-mask`` (``--no-token-mask`` too); ``npo_beta`` -> ``--npo-beta``."""
+    return "--" + name.removeprefix("use_").replace("_", "-")
+
+
+def method_option_fields() -> dict[str, tuple[dataclasses.Field[Any], list[str]]]:
+    """Every option of every registered method, by name, with the methods that have it."""
+    from siu.unlearn.config import UnlearnConfig
+    from siu.unlearn.methods import METHODS, method_names, options_of
+
+    taken = {f.name for f in dataclasses.fields(UnlearnConfig)}
+    out: dict[str, tuple[dataclasses.Field[Any], list[str]]] = {}
+    for name in method_names():
+        for f in options_of(METHODS[name]):
+            if f.name in taken:
+                raise RuntimeError(f"method {name}: option {f.name!r} clashes with an UnlearnConfig field")
+            if f.name in out and out[f.name][0].type != f.type:
+                raise RuntimeError(f"option {f.name!r} has two types ({out[f.name][0].type}, {f.type})")
+            out.setdefault(f.name, (f, []))[1].append(name)
+    return out
+
+
+def _methods_listing() -> str:
+    from siu.unlearn.methods import METHODS, method_names
+
+    return "\n".join(f"  {name:<12} {METHODS[name].summary}" for name in method_names())
+
+
+def add_method_options(p: argparse.ArgumentParser, where: Any) -> None:
+    """``--method`` (in the group ``where``) and one flag per method option, derived from the registry."""
+    from siu.unlearn.methods import method_names
+
+    where.add_argument("--method", default=None, choices=method_names(), help="the method (default siu)")
+    group = p.add_argument_group("method options (each applies to the methods named in brackets)")
+    for name, (f, methods) in method_option_fields().items():
+        help_text = f"{f.metadata.get('help', '')} [{', '.join(methods)}; default {f.default}]"
+        if f.type in (bool, "bool"):
+            group.add_argument(_flag_of(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
+                               help=help_text)  # fmt: skip
+        else:
+            kind = int if f.type in (int, "int") else float
+            group.add_argument(_flag_of(name), dest=name, type=kind, default=None, help=help_text)
+
+
+def method_options_from_args(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The chosen method's options that were given; a given option of another method is an error."""
+    from siu.unlearn.methods import normalise_method
+
+    method = normalise_method(method)
+    options = {}
+    for name, (_, methods) in method_option_fields().items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if method not in methods:
+            raise SiuError(f"{_flag_of(name)} is an option of {', '.join(methods)}, not of {method}")
+        options[name] = value
+    return options
+
+
+def _config_help(name: str) -> str:
+    """An UnlearnConfig field's help text: written once, beside the field."""
+    from siu.unlearn.config import UnlearnConfig
+
+    return str(next(f for f in dataclasses.fields(UnlearnConfig) if f.name == name).metadata["help"])
+
+
 def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "unlearn",
-        help="unlearn a concept from one image with SIU (or the PO / GA / GA+KL baselines)",
-        description=DESCRIPTION,
+        help="unlearn a concept from one image with SIU (or another registered method)",
+        description=DESCRIPTION.format(methods=_methods_listing()),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     req = p.add_argument_group("what to unlearn")
-    req.add_argument("--model", required=True, help="the original model: a Hugging Face model directory")
-    req.add_argument("--concept", required=True, help="the concept's name, alias or folder name")
+    req.add_argument("--model", help="the original model: a Hugging Face model directory (required)")
+    req.add_argument("--concept", help="the concept's name, alias or folder name (required)")
     req.add_argument("--image", help="the one forget image (default: the benchmark's forget image)")
     req.add_argument(
         "--bench", help="benchmark directory (MMUBench format): the concept's record, facts and forget image"
     )
-    req.add_argument("--out", required=True, help="output directory (new or empty, unless --overwrite)")
+    req.add_argument("--out", help="output directory (new or empty, unless --overwrite; required)")
     req.add_argument(
-        "--method",
-        default="siu",
-        choices=["siu", "po", "ga", "ga_kl"],
-        help="siu (default), or a baseline: po, ga, ga_kl",
+        "--config", metavar="FILE", help="YAML/JSON file of options by long name; the command line wins"
     )
+    add_method_options(p, req)
 
     data = p.add_argument_group("data")
     data.add_argument(
@@ -95,7 +173,7 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
         "--views",
         type=int,
         help="views of the one forget image (rescaled, shifted, jittered) that the image samples "
-        "cycle through; 1 = the image as it is (default: the profile's; 1 for real models, 5 for "
+        "cycle through; 1 = the image as it is (default: the profile's; 1 for real models, 9 for "
         "the synthetic world's tiny model, whose vision tower is not scale-invariant)",
     )
     data.add_argument(
@@ -107,20 +185,22 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--overrides", metavar="FILE", help="YAML/JSON file overriding parts of the data")
 
     train = p.add_argument_group("training (defaults from the model's profile)")
-    train.add_argument("--steps", type=int, help="optimiser steps (paper: 6)")
-    train.add_argument("--lr", type=float, help="learning rate (paper: 3e-4)")
-    train.add_argument("--batch-size", type=int, help="samples per step (paper: 4)")
-    train.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default 0)")
+    for name, kind in (("steps", int), ("lr", float), ("batch_size", int)):
+        train.add_argument("--" + name.replace("_", "-"), type=kind, help=_config_help(name))
+    train.add_argument("--seed", type=int, default=None, help="seed of the data and the training (default 0)")
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--lora", dest="lora", action="store_const", const=True, help="train LoRA adapters")
     mode.add_argument("--full", dest="lora", action="store_const", const=False, help="fine-tune all weights")
-    train.add_argument("--lora-r", type=int, help="LoRA rank (paper: 128)")
-    train.add_argument("--lora-alpha", type=int, help="LoRA alpha (paper: 256)")
-    train.add_argument("--lora-dropout", type=float, help="LoRA dropout (paper: 0.05)")
-    train.add_argument("--warmup-ratio", type=float, help="warm-up share of the steps (paper: 0.03)")
+    for name, kind in (
+        ("lora_r", int),
+        ("lora_alpha", int),
+        ("lora_dropout", float),
+        ("warmup_ratio", float),
+    ):
+        train.add_argument("--" + name.replace("_", "-"), type=kind, help=_config_help(name))
     train.add_argument("--schedule", choices=["cosine", "constant"], help="learning-rate schedule")
-    train.add_argument("--weight-decay", type=float, help="AdamW weight decay (paper: 0)")
-    train.add_argument("--max-grad-norm", type=float, help="gradient clipping norm (default 1.0; 0: off)")
+    for name in ("weight_decay", "max_grad_norm"):
+        train.add_argument("--" + name.replace("_", "-"), type=float, help=_config_help(name))
     train.add_argument(
         "--full-scope",
         choices=["language_model", "all", "vision"],
@@ -129,22 +209,16 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--profile",
         choices=["auto", "paper", "tiny"],
-        default="auto",
+        default=None,
         help="training profile (default auto: tiny below 50M parameters)",
     )
-
-    loss = p.add_argument_group("loss")
-    loss.add_argument("--alpha", type=float, default=0.9, help="SIU: weight of the cross-entropy (0.9)")
-    loss.add_argument("--beta", type=float, default=0.75, help="SIU: weight of the Dual Masked KL (0.75)")
-    loss.add_argument("--no-token-mask", action="store_true", help="SIU ablation: KL on every answer token")
-    loss.add_argument("--no-vocab-mask", action="store_true", help="SIU ablation: KL on the whole vocabulary")
-    loss.add_argument("--kl-weight", type=float, default=1.0, help="GA+KL: weight of the KL term (1.0)")
-    loss.add_argument(
+    train.add_argument(
         "--reference",
-        choices=("cached", "adapter-off"),
-        default="cached",
-        help="where p_ref comes from (SIU, GA+KL): cached = the original model's logits computed once "
-        "before the first step (default); adapter-off = the model with LoRA disabled, at every step",
+        choices=("cached", "adapter_off"),
+        default=None,
+        help="where p_ref comes from (methods with a reference): cached = the original model's logits "
+        "computed once before the first step (default); adapter_off = the model with LoRA disabled, at "
+        "every step",
     )
 
     out = p.add_argument_group("output")
@@ -155,19 +229,59 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
         "--dry-run", action="store_true", help="print the data set and stop: no training, no writing"
     )
     out.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
-    p.set_defaults(handler=_cmd_unlearn)
+    p.set_defaults(handler=_cmd_unlearn, parser=p)
 
 
-def _cmd_unlearn(args: argparse.Namespace) -> int:
-    from siu.unlearn.run import UnlearnConfig, unlearn
+def _read_config(path: str) -> dict[str, Any]:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SiuError(f"--config {path}: cannot read ({err.strerror or err})") from None
+    try:
+        if file.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
 
-    if args.image is None and args.bench is None:
-        raise SiuError("give the forget image with --image or a benchmark with --bench")
+            data = yaml.safe_load(text)
+    except Exception as err:  # yaml and json both: one clear line
+        raise SiuError(
+            f"--config {path}: not valid {'JSON' if file.suffix == '.json' else 'YAML'} ({err})"
+        ) from None
+    if not isinstance(data, dict):
+        raise SiuError(f"--config {path}: expected a mapping of option names to values")
+    return data
+
+
+def apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Fill the options not given on the command line from ``args.config`` (keys: long option names)."""
+    if not args.config:
+        return
+    dests = {a.dest for a in parser._actions if a.dest not in ("help", "config", "handler", "parser")}
+    for key, value in _read_config(args.config).items():
+        dest = str(key).removeprefix("--").replace("-", "_")
+        if dest not in dests and f"use_{dest}" in dests:
+            dest = f"use_{dest}"  # token_mask: false
+        if dest not in dests:
+            raise SiuError(f"--config {args.config}: unknown option {key!r}")
+        if getattr(args, dest, None) in (None, False):
+            if dest in ("targets", "counts") and isinstance(value, list):
+                value = tuple(value)
+            setattr(args, dest, value)
+
+
+def unlearn_config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`UnlearnConfig` of parsed ``siu unlearn`` options (the same for every command that trains)."""
+    from siu.unlearn.config import UnlearnConfig
+
     counts = tuple(args.counts) if args.counts is not None else None
     if counts is not None and len(counts) != 4:
         raise SiuError(f"--counts needs four numbers (targets 1,2,3,4), got {len(counts)}")
-    cfg = UnlearnConfig(
-        method=args.method,
+    method = args.method or "siu"
+    return UnlearnConfig(
+        method=method,
+        options=method_options_from_args(args, method),
         steps=args.steps,
         lr=args.lr,
         batch_size=args.batch_size,
@@ -180,22 +294,30 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay,
         max_grad_norm=args.max_grad_norm,
         full_scope=args.full_scope,
-        alpha=args.alpha,
-        beta=args.beta,
-        use_token_mask=not args.no_token_mask,
-        use_vocab_mask=not args.no_vocab_mask,
-        targets=args.targets if args.targets is not None else (1, 2, 3, 4),
+        targets=tuple(args.targets) if args.targets is not None else (1, 2, 3, 4),
         counts=counts,
         identities=args.identities,
         views=args.views,
         view_background=args.view_background,
-        seed=args.seed,
-        kl_weight=args.kl_weight,
-        reference=args.reference.replace("-", "_"),
+        seed=args.seed if args.seed is not None else 0,
+        reference=(args.reference or "cached").replace("-", "_"),
         overrides=args.overrides,
-        profile=args.profile,
+        profile=args.profile or "auto",
     )
-    _quiet_transformers()
+
+
+def _cmd_unlearn(args: argparse.Namespace) -> int:
+    from siu.outputs import quiet_transformers
+    from siu.unlearn.run import unlearn
+
+    apply_config_file(args, args.parser)
+    missing = [f"--{k}" for k in ("model", "concept", "out") if not getattr(args, k)]
+    if missing and not (args.dry_run and missing == ["--out"]):
+        raise SiuError(f"the following options are required: {', '.join(missing)}")
+    if args.image is None and args.bench is None:
+        raise SiuError("give the forget image with --image or a benchmark with --bench")
+    cfg = unlearn_config_from_args(args)
+    quiet_transformers()
     unlearn(
         args.model,
         args.concept,
@@ -208,10 +330,3 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
     )
     return 0
-
-
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()

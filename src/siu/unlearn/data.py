@@ -41,7 +41,7 @@ from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import Sample
 from siu.names import FIRST_NAMES, LAST_NAMES
-from siu.report.table import format_table
+from siu.tables import format_table
 
 if TYPE_CHECKING:
     from siu.bench.load import Benchmark
@@ -49,13 +49,14 @@ if TYPE_CHECKING:
 
 TARGETS = (1, 2, 3, 4)
 TARGET_LABELS = {
-    0: "baseline",
+    0: "forget set (the forget image)",
     1: "fictitious identity",
     2: "new visual description",
     3: "own facts (text)",
     4: "other concepts' facts (text)",
+    5: "other concepts named on their own forget images",
 }
-BASELINE_METHODS = ("po", "ga", "ga_kl")
+OTHERS_ON_THEIR_IMAGES = 5
 
 # How a question refers to the concept through the picture.
 CATEGORY_NOUNS = {
@@ -202,11 +203,19 @@ PROMPT_PLACEHOLDERS = {
 # ----------------------------------------------------------------------------- records
 @dataclass
 class UnlearnSample:
-    """One fine-tuning sample and the SIU target it serves (1-4, or 0 for baseline data)."""
+    """One fine-tuning sample and the SIU target it serves (1-4; 0 for a baseline's forget set, 5 for
+    other concepts named on their own pictures).
+
+    ``role``: forget or retain set (methods with a retain term treat them apart). ``pair``: preference
+    pairs (``chosen`` is the preferred answer) share a number; -1 for none.
+    """
 
     target: int
     sample: Sample
     view: int = 0  # which view of the forget image (0: the image itself; see siu.unlearn.views)
+    role: str = "forget"
+    pair: int = -1
+    chosen: bool = False
 
 
 @dataclass
@@ -725,7 +734,7 @@ def _fact_samples(
                     "give facts in the override file"
                 )
             answers[i] = text.strip()
-    return [UnlearnSample(target, Sample(p, a)) for p, a in zip(prompts, answers, strict=True)]
+    return [UnlearnSample(target, Sample(p, a), role="retain") for p, a in zip(prompts, answers, strict=True)]
 
 
 def _target3(concept: Concept, cfg: DataConfig, evals: set[str], original: VLM | None) -> list[UnlearnSample]:
@@ -825,6 +834,27 @@ def build_siu_data(
     return out
 
 
+def _forget_prompts(
+    concept: Concept, cfg: DataConfig, bench: Benchmark | None, rng: random.Random
+) -> list[tuple[str, bool]]:
+    """The forget image's questions (naming and "is this C?"), shuffled; True marks a yes/no question."""
+    evals = evaluation_prompts(concept, bench)
+    noun = category_noun(concept)
+    naming = [t.format(noun=noun) for t in _bank(cfg, "target1", IDENTITY_PROMPTS)]
+    confirm = [t.format(name=concept.name, noun=noun) for t in CONFIRM_PROMPTS]
+    prompts = [(p, False) for p in unseen_prompts(naming, evals)]
+    prompts += [(p, True) for p in unseen_prompts(confirm, evals)]
+    if not prompts:
+        raise SiuError("every forget-set prompt equals a benchmark evaluation prompt")
+    rng.shuffle(prompts)
+    return prompts
+
+
+def _naming_answer(concept: Concept, i: int, is_confirm: bool) -> str:
+    bank = CONFIRM_ANSWERS if is_confirm else NAMING_ANSWERS
+    return bank[i % len(bank)].format(name=concept.name, noun=category_noun(concept))
+
+
 def build_baseline_data(
     method: str,
     concept: Concept,
@@ -832,41 +862,102 @@ def build_baseline_data(
     cfg: DataConfig,
     bench: Benchmark | None = None,
     count: int | None = None,
+    stream: str | None = None,
 ) -> list[UnlearnSample]:
-    """Image Q&A for the baselines with SIU's data budget (``count``, default ``sum(cfg.counts)``).
+    """Image Q&A for the paper's baselines with SIU's data budget (``count``, default ``sum(cfg.counts)``).
 
-    ``po``: the questions answered with refusals. ``ga`` / ``ga_kl``: answered with the concept's name
-    (the training loop ascends on them).
+    ``refusal`` (PO): the questions answered with refusals. ``naming`` (GA, GA+KL): answered with the
+    concept's name (the training loop ascends on them). ``stream`` names the random stream (the
+    method's name, so that each method's data keep the order they had when only baselines had data).
     """
-    key = method.lower().replace("+", "_").replace("-", "_")
-    if key not in BASELINE_METHODS:
-        raise SiuError(f"unknown baseline method {method!r}; known: {', '.join(BASELINE_METHODS)}")
+    if method not in ("refusal", "naming"):
+        raise SiuError(f"unknown baseline data {method!r}; known: refusal, naming")
     cfg.check()
     n = sum(cfg.counts) if count is None else count
     if n < 0:
         raise SiuError(f"count must be non-negative, got {n}")
-    evals = evaluation_prompts(concept, bench)
-    rng = _rng(cfg, concept, f"baseline:{key}")
-    noun = category_noun(concept)
-    naming = [t.format(noun=noun) for t in _bank(cfg, "target1", IDENTITY_PROMPTS)]
-    confirm = [t.format(name=concept.name, noun=noun) for t in CONFIRM_PROMPTS]
-    prompts = [(p, False) for p in unseen_prompts(naming, evals)]
-    prompts += [(p, True) for p in unseen_prompts(confirm, evals)]
-    if not prompts:
-        raise SiuError("every baseline prompt equals a benchmark evaluation prompt")
-    rng.shuffle(prompts)
-    out = []
-    if key == "po":
+    rng = _rng(cfg, concept, f"baseline:{stream or ('po' if method == 'refusal' else 'ga')}")
+    prompts = _forget_prompts(concept, cfg, bench, rng)
+    if method == "refusal":
         refusals = _refusals(concept, cfg)
         rng.shuffle(refusals)
-        for i, (prompt, _) in enumerate(_cycle(prompts, n)):
-            out.append(UnlearnSample(0, Sample(prompt, refusals[i % len(refusals)], forget_image)))
-        return out
-    for i, (prompt, is_confirm) in enumerate(_cycle(prompts, n)):
-        bank = CONFIRM_ANSWERS if is_confirm else NAMING_ANSWERS
-        answer = bank[i % len(bank)].format(name=concept.name, noun=noun)
-        out.append(UnlearnSample(0, Sample(prompt, answer, forget_image)))
+        return [
+            UnlearnSample(0, Sample(prompt, refusals[i % len(refusals)], forget_image))
+            for i, (prompt, _) in enumerate(_cycle(prompts, n))
+        ]
+    return [
+        UnlearnSample(0, Sample(prompt, _naming_answer(concept, i, is_confirm), forget_image))
+        for i, (prompt, is_confirm) in enumerate(_cycle(prompts, n))
+    ]
+
+
+def others_on_their_images(
+    concept: Concept, bench: Benchmark | None, n: int, cfg: DataConfig
+) -> list[UnlearnSample]:
+    """Retain samples: up to ``n`` other concepts, each named on its own forget image (never a test image)."""
+    others = [c for c in _others(concept, bench) if c.images]
+    if not others or n == 0 or bench is None:
+        return []
+    evals = evaluation_prompts(concept, bench)
+    _rng(cfg, concept, "others-on-images").shuffle(others)
+    out = []
+    for i, other in enumerate(others[:n]):
+        noun = category_noun(other)
+        prompts = unseen_prompts([t.format(noun=noun) for t in IDENTITY_PROMPTS], evals)
+        if prompts:
+            image = bench.load_image(other, other.forget_image)
+            answer = NAMING_ANSWERS[i % len(NAMING_ANSWERS)].format(name=other.name, noun=noun)
+            out.append(
+                UnlearnSample(
+                    OTHERS_ON_THEIR_IMAGES, Sample(prompts[i % len(prompts)], answer, image), role="retain"
+                )
+            )
     return out
+
+
+def _retain_set(
+    concept: Concept, bench: Benchmark | None, cfg: DataConfig, original: VLM | None
+) -> list[UnlearnSample]:
+    """Targets 3-4 (the concept's own facts, other concepts' facts) and other concepts on their pictures."""
+    evals = evaluation_prompts(concept, bench)
+    text = _target3(concept, cfg, evals, original) + _target4(concept, bench, cfg, evals, original)
+    return text + others_on_their_images(concept, bench, cfg.count(4), cfg)
+
+
+def build_forget_retain_data(
+    concept: Concept,
+    forget_image: Image.Image,
+    bench: Benchmark | None,
+    cfg: DataConfig,
+    original: VLM | None = None,
+) -> list[UnlearnSample]:
+    """Forget set: the forget image's questions answered with the concept's name (as many as SIU's image
+    samples, targets 1-2). Retain set: see :func:`_retain_set`."""
+    forget = build_baseline_data(
+        "naming", concept, forget_image, cfg, bench, count=cfg.count(1) + cfg.count(2)
+    )
+    return forget + _retain_set(concept, bench, cfg, original)
+
+
+def build_preference_data(
+    concept: Concept,
+    forget_image: Image.Image,
+    bench: Benchmark | None,
+    cfg: DataConfig,
+    original: VLM | None = None,
+) -> list[UnlearnSample]:
+    """Preference pairs on the forget image's questions (preferred: a refusal; dispreferred: the naming
+    answer), as many questions as SIU's image samples split in pairs, then the retain set."""
+    cfg.check()
+    n = max(1, (cfg.count(1) + cfg.count(2)) // 2)
+    refusals = _refusals(concept, cfg)
+    out = []
+    prompts = _forget_prompts(concept, cfg, bench, _rng(cfg, concept, "preference"))
+    for i, (prompt, is_confirm) in enumerate(_cycle(prompts, n)):
+        refusal, naming = refusals[i % len(refusals)], _naming_answer(concept, i, is_confirm)
+        out.append(UnlearnSample(0, Sample(prompt, refusal, forget_image), pair=i, chosen=True))
+        out.append(UnlearnSample(0, Sample(prompt, naming, forget_image), pair=i, chosen=False))
+    return out + _retain_set(concept, bench, cfg, original)
 
 
 def _refusals(concept: Concept, cfg: DataConfig) -> list[str]:
@@ -879,6 +970,35 @@ def _refusals(concept: Concept, cfg: DataConfig) -> list[str]:
     noun = category_noun(concept)
     first = PERSON_REFUSAL if concept.category == "person" else OTHER_REFUSAL
     return [first, *(r.format(noun=noun) for r in REFUSALS)]
+
+
+def build_data_of_kind(
+    kind: str,
+    concept: Concept,
+    forget_image: Image.Image,
+    bench: Benchmark | None,
+    cfg: DataConfig,
+    original: VLM | None = None,
+    stream: str | None = None,
+) -> list[UnlearnSample]:
+    """The data a method names (``Method.data``): siu, refusal, naming, forget_retain or preference.
+
+    ``stream``: the method's name, which seeds the order of a baseline's forget questions.
+    """
+    if kind == "siu":
+        return build_siu_data(concept, forget_image, bench, cfg, original=original)
+    if kind in ("refusal", "naming"):
+        return build_baseline_data(kind, concept, forget_image, cfg, bench=bench, stream=stream)
+    if kind == "forget_retain":
+        return build_forget_retain_data(concept, forget_image, bench, cfg, original)
+    if kind == "preference":
+        return build_preference_data(concept, forget_image, bench, cfg, original)
+    raise SiuError(f"unknown data kind {kind!r}; known: {', '.join(DATA_KINDS)}")
+
+
+DATA_KINDS = ("siu", "refusal", "naming", "forget_retain", "preference")
+# the kinds whose retain set holds target 4 (other concepts' facts): without a benchmark it needs overrides
+DATA_WITH_OTHER_FACTS = ("siu", "forget_retain", "preference")
 
 
 # ----------------------------------------------------------------------------- presentation
@@ -896,11 +1016,13 @@ def _image_label(s: UnlearnSample, plain: str, viewed: str, none: str | None) ->
 
 
 def format_dataset(samples: Sequence[UnlearnSample], width: int = 60) -> str:
-    """A readable table of the fine-tuning data (for ``siu unlearn --dry-run``)."""
+    """A readable table of the fine-tuning data (for ``siu unlearn --dry-run``); "set" is forget or
+    retain, with ``+k`` / ``-k`` for the preferred / dispreferred answer of preference pair k."""
     rows = [
         [
             i,
             s.target,
+            s.role + (f" {'+' if s.chosen else '-'}{s.pair}" if s.pair >= 0 else ""),
             _image_label(s, "yes", "view {k}", "no"),
             _short(s.sample.prompt, width),
             _short(s.sample.answer, width + 20),
@@ -908,7 +1030,7 @@ def format_dataset(samples: Sequence[UnlearnSample], width: int = 60) -> str:
         ]
         for i, s in enumerate(samples)
     ]
-    table = format_table(["#", "target", "image", "prompt", "answer", "target phrase"], rows)
+    table = format_table(["#", "target", "set", "image", "prompt", "answer", "target phrase"], rows)
     present = sorted({s.target for s in samples})
     legend = "; ".join(f"{t} = {TARGET_LABELS.get(t, '?')}" for t in present)
     head = f"{len(samples)} samples" + (f" (target {legend})" if legend else "")
@@ -925,6 +1047,8 @@ def dataset_record(samples: Sequence[UnlearnSample]) -> list[dict[str, Any]]:
             "prompt": s.sample.prompt,
             "answer": s.sample.answer,
             "target_phrase": s.sample.target_phrase,
+            "role": s.role,
+            **({"pair": s.pair, "chosen": s.chosen} if s.pair >= 0 else {}),
         }
         for i, s in enumerate(samples)
     ]

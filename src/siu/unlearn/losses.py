@@ -1,4 +1,5 @@
-"""Unlearning losses: SIU's cross-entropy + Dual Masked KL (DMK) and the PO / GA / GA+KL baselines.
+"""Unlearning losses: SIU's cross-entropy + Dual Masked KL (DMK), the paper's PO / GA / GA+KL
+baselines, the sequence-level losses of NPO, SimNPO and DPO, and RMU's hidden-state distance.
 
 All functions are pure functions of tensors: the caller runs the model (and the frozen reference)
 and passes the logits in. See the project spec (SIU.md, sections 3 and 5).
@@ -196,6 +197,77 @@ def siu_loss(
     dmk = dmk_for_batch(logits, ref_logits, labels, target_mask, vocab_mask)
     loss = alpha * ce + beta * dmk
     return loss, {"ce": float(ce.detach()), "dmk": float(dmk.detach())}
+
+
+def sequence_logprobs(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row: the summed log-probability of its answer tokens, and how many there are.
+
+    ``logits`` (B, T, V) and ``labels`` (B, T) are unshifted; returns ``(logp (B,), n_tokens (B,))``
+    with ``logp = sum_t log p(labels[t] | < t)`` over the positions ``!= -100`` (0 for a row without
+    any). Only the counted positions go through the softmax.
+    """
+    logits, labels, _ = shift_for_next_token(logits, labels)
+    counted = labels != IGNORE_INDEX
+    rows = counted.nonzero(as_tuple=True)[0]
+    token_logp = F.log_softmax(logits[counted].float(), dim=-1).gather(-1, labels[counted][:, None])
+    sums = torch.zeros(labels.shape[0], dtype=torch.float32, device=logits.device)
+    sums = sums.index_add(0, rows.to(logits.device), token_logp.squeeze(-1))
+    return sums, counted.sum(dim=1)
+
+
+def npo_loss(logp: Tensor, ref_logp: Tensor, beta: float) -> Tensor:
+    """Negative preference optimisation (Zhang et al. 2024, eq. 3): mean of ``-(2/beta) log sigmoid(-beta log(p/p_ref))``.
+
+    ``logp``/``ref_logp`` (N,) are the summed answer log-probabilities of N forget sequences under the
+    model and the original. At ``p = p_ref`` every term is ``(2/beta) log 2``; the gradient is GA's,
+    weighted by how much of the answer's probability is still there, so it fades as the answer goes.
+    """
+    if logp.numel() == 0:
+        return _zero_with_grad(logp)
+    return -(2.0 / beta) * F.logsigmoid(-beta * (logp - ref_logp.detach())).mean()
+
+
+def simnpo_loss(logp: Tensor, n_tokens: Tensor, beta: float, gamma: float) -> Tensor:
+    """SimNPO (Fan et al. 2024, eq. 4): mean of ``-(2/beta) log sigmoid(-(beta/|y|) log p(y) - gamma)``.
+
+    Reference-free and length-normalised: ``logp`` (N,) summed answer log-probabilities, ``n_tokens``
+    (N,) their lengths, ``gamma`` the reward margin.
+    """
+    if logp.numel() == 0:
+        return _zero_with_grad(logp)
+    per_token = logp / n_tokens.clamp(min=1).to(logp.dtype)
+    return -(2.0 / beta) * F.logsigmoid(-beta * per_token - gamma).mean()
+
+
+def dpo_loss(
+    chosen: Tensor, rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, beta: float
+) -> Tensor:
+    """DPO (Rafailov et al. 2023, eq. 7): mean of ``-log sigmoid(beta ((c - c_ref) - (r - r_ref)))``.
+
+    Each argument is (N,): the summed answer log-probabilities of N pairs' preferred (``chosen``) and
+    dispreferred (``rejected``) answers under the model and the original.
+    """
+    if chosen.numel() == 0:
+        return _zero_with_grad(chosen)
+    margin = (chosen - ref_chosen.detach()) - (rejected - ref_rejected.detach())
+    return -F.logsigmoid(beta * margin).mean()
+
+
+def hidden_mse(hidden: Tensor, target: Tensor, labels: Tensor) -> Tensor:
+    """Mean squared difference between hidden states and a target, at the positions that predict an answer token.
+
+    ``hidden`` (B, T, D) and ``labels`` (B, T) are unshifted; position ``t - 1`` predicts ``labels[t]``.
+    ``target`` is (D,) (one direction for every position, RMU's forget term) or (B, T, D) (the
+    original's hidden states, RMU's retain term; no gradient flows into it). The mean runs over the
+    counted positions and the D features, as ``F.mse_loss`` does; no counted position gives a zero
+    that keeps the graph.
+    """
+    counted = labels[:, 1:] != IGNORE_INDEX
+    if not bool(counted.any()):
+        return _zero_with_grad(hidden)
+    selected = hidden[:, :-1][counted].float()
+    goal = target.detach().float() if target.dim() == 1 else target.detach()[:, :-1][counted].float()
+    return F.mse_loss(selected, goal.to(selected.device).expand_as(selected))
 
 
 def _name_variants(name: str) -> list[str]:

@@ -77,7 +77,7 @@ def with_views(
 ) -> list[UnlearnSample]:
     """``samples`` with the forget image of the ``i``-th image sample replaced by view ``i % views``.
 
-    Text-only samples are unchanged. SIU's target-2 samples describe what the forget image shows,
+    Text-only samples and retain samples (other concepts' pictures) are unchanged. SIU's target-2 samples describe what the forget image shows,
     its background among it, so their views are only resized, never repainted. With ``views == 1``
     nothing changes.
     """
@@ -92,13 +92,18 @@ def with_views(
         else same_background
     )
     out: list[UnlearnSample] = []
+    pair_views: dict[int, int] = {}
     i = 0
     for s in samples:
-        if s.sample.image is None:
+        if s.sample.image is None or s.role == "retain":  # a retain picture is not the forget image
             out.append(s)
             continue
-        k = i % views
+        if s.pair >= 0 and s.pair in pair_views:  # both answers of a preference pair see one picture
+            k = pair_views[s.pair]
+        else:
+            k = i % views
+            i += 1
+            pair_views[s.pair] = k
         picture = (same_background if s.target == DESCRIBES_THE_IMAGE else pictures)[k]
-        out.append(UnlearnSample(s.target, replace(s.sample, image=picture), view=k))
-        i += 1
+        out.append(replace(s, sample=replace(s.sample, image=picture), view=k))
     return out

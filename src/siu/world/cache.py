@@ -9,6 +9,7 @@ are found again by their pre-training cache key, so one trained by ``siu world p
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,37 @@ def retain_model(
     log(f"training the gold retain model without {concept_slug} into {out} (once; cached)")
     pretrain(world, out, without=concept_slug, cfg=cfg, overwrite=True, progress=progress, log=log)
     return out
+
+
+def default_home() -> Path:
+    """Where the demo keeps its world and models (override with SIU_HOME)."""
+    return Path(os.environ.get("SIU_HOME", Path.home() / ".cache" / "siu"))
+
+
+def ensure_world_and_model(
+    micro: bool = False,
+    seed: int = 0,
+    home: Path | None = None,
+    progress: bool = True,
+    log: Callable[..., Any] = print,
+) -> tuple[Path, Path, dict]:
+    """The demo's world and pre-trained model under ``home`` (default $SIU_HOME), built if missing.
+
+    Returns ``(world_dir, model_dir, gates)``; a cached model (same world, config and code) costs
+    seconds. Says what it does through ``log``.
+    """
+    from siu.world.build import WorldConfig, build_world
+    from siu.world.pretrain import PretrainConfig, pretrain
+
+    home = home or default_home()
+    tag = f"{'micro' if micro else 'default'}-seed{seed}"
+    world, model = home / "worlds" / tag, home / "models" / tag
+    if (world / "manifest.json").is_file():
+        log(f"[world] cached at {world}")
+    else:
+        log(f"[world] building {world}")
+        build_world(WorldConfig.micro(seed) if micro else WorldConfig(seed), world, progress=progress)
+    log(f"[model] the tiny LLaVA pre-trained on it: {model}")
+    cfg = PretrainConfig.micro() if micro else PretrainConfig()
+    gates = pretrain(world, model, cfg=cfg, overwrite=True, progress=progress, log=log)
+    return world, model, gates

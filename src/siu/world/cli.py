@@ -1,18 +1,11 @@
-"""CLI commands of the synthetic world: ``siu world build|pretrain`` and ``siu demo``."""
+"""CLI commands of the synthetic world: ``siu world build|pretrain``."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 
 from siu.errors import SiuError
-
-
-def default_home() -> Path:
-    """Where the demo keeps its world and models (override with SIU_HOME)."""
-    return Path(os.environ.get("SIU_HOME", Path.home() / ".cache" / "siu"))
 
 
 def add_world_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,33 +51,6 @@ def add_world_parser(sub: argparse._SubParsersAction) -> None:
     pre.set_defaults(handler=_cmd_pretrain)
 
 
-def add_demo_parser(sub: argparse._SubParsersAction) -> None:
-    demo = sub.add_parser(
-        "demo",
-        help="run the whole story on the synthetic world (cached)",
-        description="The whole story on the synthetic world: build it, pre-train its tiny LLaVA and check "
-        "its gates (cached under $SIU_HOME, default ~/.cache/siu), then unlearn one concept with SIU from "
-        "its one forget image and evaluate it (every MMUBench metric, G-Eval by the world's rubric judge). "
-        "Writes $SIU_HOME/demo/<concept>/ with the unlearned model, metrics.json, answers.jsonl and "
-        "report.html. First run about 6 minutes on 2 CPU cores; later runs about 1 minute.",
-    )
-    demo.add_argument(
-        "--concept", default=None, help="the concept to unlearn (default: the world's first person)"
-    )
-    demo.add_argument("--no-unlearn", action="store_true", help="stop after the world and its model")
-    demo.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
-    demo.add_argument("--home", type=Path, default=None, help="cache directory (default $SIU_HOME)")
-    demo.add_argument("--micro", action="store_true", help="the micro world: a one-minute run")
-    demo.set_defaults(handler=_cmd_demo)
-
-
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 def _cmd_build(args: argparse.Namespace) -> int:
     from siu.world.build import WorldConfig, build_world
 
@@ -104,9 +70,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from siu.outputs import quiet_transformers
     from siu.world.pretrain import PretrainConfig, pretrain
 
-    _quiet_transformers()
+    quiet_transformers()
     cfg = PretrainConfig.micro() if args.micro else PretrainConfig()
     if args.steps is not None:
         if args.steps < 1:
@@ -114,49 +81,3 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, steps=args.steps)
     gates = pretrain(args.world, args.out, without=args.without, cfg=cfg, overwrite=args.overwrite)
     return 0 if gates["passed"] else 1
-
-
-def ensure_world_and_model(
-    micro: bool = False, seed: int = 0, home: Path | None = None, progress: bool = True
-) -> tuple[Path, Path, dict]:
-    """The demo's world and pre-trained model under ``home`` (default $SIU_HOME), built if missing.
-
-    Returns ``(world_dir, model_dir, gates)``; a cached model (same world, config and code) costs
-    seconds. Prints what it does.
-    """
-    from siu.world.build import WorldConfig, build_world
-    from siu.world.pretrain import PretrainConfig, pretrain
-
-    home = home or default_home()
-    tag = f"{'micro' if micro else 'default'}-seed{seed}"
-    world, model = home / "worlds" / tag, home / "models" / tag
-    if (world / "manifest.json").is_file():
-        print(f"[world] cached at {world}")
-    else:
-        print(f"[world] building {world}")
-        build_world(WorldConfig.micro(seed) if micro else WorldConfig(seed), world, progress=progress)
-    print(f"[model] the tiny LLaVA pre-trained on it: {model}")
-    cfg = PretrainConfig.micro() if micro else PretrainConfig()
-    gates = pretrain(world, model, cfg=cfg, overwrite=True, progress=progress)
-    return world, model, gates
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    _quiet_transformers()
-    start = time.perf_counter()
-    home = args.home or default_home()
-    world, model, gates = ensure_world_and_model(args.micro, args.seed, home)
-    if not gates["passed"]:
-        print(f"the world's model missed its gates ({', '.join(gates['failed'])}); not unlearning with it")
-        return 1
-    if args.no_unlearn:
-        print(f"demo finished in {time.perf_counter() - start:.0f} s (world and model only)")
-        return 0
-    from siu.demo import unlearn_and_evaluate
-
-    report = unlearn_and_evaluate(world, model, home / "demo", args.concept, siu_home=home)
-    print(
-        f"demo finished in {time.perf_counter() - start:.0f} s. Open {report} in a browser; "
-        f"`siu unlearn --help` and `siu eval --help` run the same steps on any concept or model."
-    )
-    return 0

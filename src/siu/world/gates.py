@@ -17,7 +17,7 @@ from siu.bench.load import Benchmark
 from siu.bench.match import mentions
 from siu.bench.schema import Concept
 from siu.models.adapter import VLM, Sample
-from siu.report.table import format_table
+from siu.tables import format_table
 
 THRESHOLDS: dict[str, tuple[str, float]] = {
     "recognition": (">=", 0.95),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -20,17 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from siu.errors import SiuError
+from siu.outputs import PARTIAL, clean_partials
+from siu.report.bench_html import RETAIN, bench_report, cell_name
+from siu.report.html import eval_report
+from siu.unlearn.methods import variants
 
-# method name -> UnlearnConfig fields; the ablation rows are SIU without one of its masks
-VARIANTS: dict[str, dict[str, Any]] = {
-    "siu": {"method": "siu"},
-    "po": {"method": "po"},
-    "ga": {"method": "ga"},
-    "ga_kl": {"method": "ga_kl"},
-    "siu_no_token_mask": {"method": "siu", "use_token_mask": False},
-    "siu_no_vocab_mask": {"method": "siu", "use_vocab_mask": False},
-}
-RETAIN = "retain"  # the method name of the gold retain models' rows
+# row name -> (method, options): every registered method, then named variants such as the SIU ablations
+VARIANTS = variants()
 TABLE_METRICS = (
     "efficacy_em",
     "generality_em",
@@ -120,8 +117,10 @@ def run_matrix(
     from siu.bench.load import load_benchmark
     from siu.eval.run import evaluate
     from siu.outputs import versions
-    from siu.unlearn.run import UnlearnConfig, check_out, unlearn
-    from siu.world.cli import default_home
+    from siu.unlearn.config import UnlearnConfig
+    from siu.unlearn.inputs import check_out
+    from siu.unlearn.run import RUN_FILE, unlearn
+    from siu.world.cache import default_home
 
     unknown = [m for m in methods if m not in VARIANTS]
     if unknown:
@@ -148,6 +147,7 @@ def run_matrix(
     model = Path(model) if Path(model).exists() else model
     retains = retain_models(retain, Path(model), bench_path, synthetic, [r.slug for r in records], home, log)
     out.mkdir(parents=True, exist_ok=True)
+    clean_partials(out, ".")  # the unlearned models of a killed run
     judge = "rubric" if synthetic else None
     total = len(methods) * len(records) * len(steps) * seeds + len(retains)
     cells: list[dict[str, Any]] = []
@@ -167,7 +167,7 @@ def run_matrix(
             continue
         progress(f"gold retain model: {record.name}")
         result = evaluate(retains[record.slug], model, bench_path, record.slug, out / "cells" / cell_name(
-            RETAIN, 0, 0, record.slug), judge=judge, overwrite=True, other_tokenizer=True,
+            RETAIN, 0, 0, record.slug), judge=judge, overwrite=True, other_tokenizer=True, render=eval_report,
             log=lambda *_: None)  # fmt: skip
         cells.append({"method": RETAIN, "steps": 0, "seed": 0, "concept": record.slug,
                       "metrics": result["metrics"], "train_seconds": None})  # fmt: skip
@@ -177,8 +177,10 @@ def run_matrix(
             for seed in range(seeds):
                 for record in records:
                     progress(f"{method}, {n_steps} steps, seed {seed}: {record.name}")
-                    with tempfile.TemporaryDirectory(dir=out) as tmp:
-                        cfg = UnlearnConfig(**VARIANTS[method], steps=n_steps, seed=seed)
+                    # named like siu's other partial outputs, so that a killed run's model is cleaned up
+                    with tempfile.TemporaryDirectory(prefix=f".{PARTIAL}-{os.getpid()}-", dir=out) as tmp:
+                        name, options = VARIANTS[method]
+                        cfg = UnlearnConfig(method=name, options=options, steps=n_steps, seed=seed)
                         unlearned = Path(tmp) / "model"
                         run = unlearn(
                             model,
@@ -192,7 +194,10 @@ def run_matrix(
                         )
                         where = out / "cells" / cell_name(method, n_steps, seed, record.slug)
                         result = evaluate(unlearned, model, bench_path, record.slug, where, judge=judge,
-                                          overwrite=True, run=run, log=lambda *_: None)  # fmt: skip
+                                          overwrite=True, run=run, render=eval_report,
+                                          log=lambda *_: None)  # fmt: skip
+                        # the cell keeps its training record (config, data, losses); the model goes
+                        (where / RUN_FILE).write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n")
                     cells.append({"method": method, "steps": n_steps, "seed": seed, "concept": record.slug,
                                   "metrics": result["metrics"], "train_seconds": run["train_seconds"]})  # fmt: skip
                     save()
@@ -204,17 +209,39 @@ def run_matrix(
     return cells
 
 
-def write_summaries(out: Path) -> str:
-    """(Re)write results.md and report.html from results.json (also after an interrupted run)."""
-    from siu.report.bench_html import bench_report
+def cell_problem(cell: Any) -> str | None:
+    """What makes a results.json cell unusable (None: it is fine)."""
+    if not isinstance(cell, dict):
+        return "not an object"
+    fields = (("method", str, "a string"), ("steps", int, "a whole number"), ("seed", int, "a whole number"),
+              ("concept", str, "a string"), ("metrics", dict, "an object"))  # fmt: skip
+    for key, kind, what in fields:
+        if not isinstance(cell.get(key), kind):
+            return f"{key} is missing or not {what}"
+    bad = [k for k, v in cell["metrics"].items() if v is not None and not isinstance(v, int | float)]
+    return f"metrics {', '.join(bad)} not numbers" if bad else None
 
+
+def write_summaries(out: Path, log: Callable[..., Any] = print) -> str:
+    """(Re)write results.md and report.html from results.json (also after an interrupted run).
+
+    A damaged cell (a field missing or of the wrong type) is left out and named; the rest is drawn.
+    """
     try:
         results = json.loads((out / "results.json").read_text())
         cells = results["cells"]
-    except (OSError, ValueError, KeyError) as err:
+        if not isinstance(cells, list):
+            raise ValueError("cells is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise SiuError(f"{out}: no readable results.json from siu bench run ({err})") from err
+    for i, cell in enumerate(cells):
+        problem = cell_problem(cell)
+        if problem:
+            name = cell.get("method", "?") if isinstance(cell, dict) else "?"
+            log(f"warning: {out}/results.json cells[{i}] ({name}): {problem}; left out of the summaries")
+    cells = [c for c in cells if cell_problem(c) is None]
     if not cells:
-        raise SiuError(f"{out}/results.json holds no finished cells yet")
+        raise SiuError(f"{out}/results.json holds no usable finished cells")
     seeds = len({c["seed"] for c in cells if c["method"] != RETAIN}) or 1
     concepts = len({c["concept"] for c in cells})
     retain_note = "; `retain` = the gold retain models (never saw the concept's pictures)"
@@ -225,7 +252,3 @@ def write_summaries(out: Path) -> str:
     )
     (out / "report.html").write_text(bench_report(cells, out, table_md=table), encoding="utf-8")
     return table
-
-
-def cell_name(method: str, steps: int, seed: int, slug: str) -> str:
-    return f"{RETAIN}-{slug}" if method == RETAIN else f"{method}-s{steps}-seed{seed}-{slug}"
