@@ -10,6 +10,7 @@ import torch
 from siu.unlearn.losses import (
     cross_entropy,
     dmk_for_batch,
+    dpo_loss,
     dual_masked_kl,
     ga_kl,
     gradient_ascent,
@@ -401,11 +402,19 @@ def test_simnpo_is_length_normalised_and_reference_free() -> None:
     )
 
 
+def test_dpo_hand_value_and_ln2_at_the_reference() -> None:
+    c, r, rc, rr = torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0])
+    expected = -math.log(_sigmoid(0.1 * ((-1.0 + 2.0) - (-3.0 + 2.0))))
+    assert float(dpo_loss(c, r, rc, rr, beta=0.1)) == pytest.approx(expected, abs=1e-6)
+    assert float(dpo_loss(rc, rr, rc, rr, beta=0.1)) == pytest.approx(LN2, abs=1e-6)
+
+
 def test_sequence_losses_on_no_sequence_are_zero_with_grad() -> None:
     empty = torch.zeros(0, requires_grad=True)
     for loss in (
         npo_loss(empty, empty, 0.1),
         simnpo_loss(empty, empty, 2.5, 0.0),
+        dpo_loss(empty, empty, empty, empty, 0.1),
     ):
         assert float(loss.detach()) == 0.0 and loss.requires_grad
         loss.backward()
