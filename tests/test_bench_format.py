@@ -145,7 +145,7 @@ def test_cli_validate_exit_codes(bench: Path, capsys: pytest.CaptureFixture[str]
     (bench / "concepts/facebook/images/002.png").unlink()
     assert run_cli(["bench", "validate", str(bench)]) == 1
     out = capsys.readouterr().out
-    assert "concepts/facebook/concept.json: images[2].file: image file not found" in out
+    assert "concepts/facebook/concept.json: images[2].file: images/002.png: image file not found" in out
     assert out.splitlines()[-1] == "INVALID: 1 error, 3 warnings"
 
 
@@ -291,14 +291,15 @@ def test_corrupt_image(bench: Path) -> None:
     (bench / "concepts/hello-kitty/images/001.png").write_bytes(random.Random(0).randbytes(300))
     problem = only_error(bench)
     assert (problem.file, problem.field) == (KITTY, "images[1].file")
-    assert problem.message.startswith("image is corrupt or not a supported image (cannot identify image file")
+    assert problem.message.startswith("images/001.png: image is corrupt or not a supported image (cannot")
     assert str(problem) == f"{KITTY}: images[1].file: {problem.message}"
 
 
 def test_missing_image(bench: Path) -> None:
     (bench / "concepts/hello-kitty/images/002.png").unlink()
     problem = only_error(bench)
-    assert (problem.file, problem.field, problem.message) == (KITTY, "images[2].file", "image file not found")
+    assert (problem.file, problem.field) == (KITTY, "images[2].file")
+    assert problem.message == "images/002.png: image file not found"
 
 
 def test_truncated_png(bench: Path) -> None:
@@ -308,7 +309,7 @@ def test_truncated_png(bench: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     problem = only_error(bench)
     assert (problem.file, problem.field) == (KITTY, "images[1].file")
-    assert problem.message.startswith("image is truncated")
+    assert problem.message.startswith("images/001.png: image is truncated")
 
 
 def test_test_image_identical_to_forget_image(bench: Path) -> None:
@@ -401,3 +402,66 @@ def test_resolve_inside(tmp_path: Path) -> None:
     for bad in ("../x.png", "/etc/passwd", "C:\\x.png", ""):
         with pytest.raises(BenchmarkError):
             resolve_inside(tmp_path, bad)
+
+
+def _rename(name: str, aliases: list[str]) -> Any:
+    def change(c: dict[str, Any]) -> None:  # the name, and the prompts' targets that spell it
+        c.update(name=name, aliases=aliases, special_tokens=[name])
+        for p in (*c["recognition_prompts"], *c["multilingual_prompts"]):
+            if p["type"] == "name":
+                p["targets"] = [name, *aliases]
+
+    return change
+
+
+def test_names_with_invisible_characters_are_refused_and_nfc_nfd_are_one_name(bench: Path) -> None:
+    edit_json(bench / KITTY, _rename("Hello\u202eKitty", []))
+    problem = only_error(bench)
+    assert (problem.file, problem.field) == (
+        KITTY,
+        "name",
+    ) and "U+202E RIGHT-TO-LEFT OVERRIDE" in problem.message
+    edit_json(bench / KITTY, _rename("Hello Kitty", ["Kitty\u200bWhite"]))
+    assert "U+200B ZERO WIDTH SPACE" in only_error(bench).message
+    # "Zoë" composed (NFC) and decomposed (NFD) is one name: a clash, and the record keeps NFC
+    edit_json(bench / KITTY, _rename("Zo\u00eb", []))
+    edit_json(bench / "concepts/facebook/concept.json", _rename("Zoe\u0308", []))
+    assert "also the name of" in only_error(bench).message
+    edit_json(bench / "concepts/facebook/concept.json", _rename("Facebook", []))
+    edit_json(bench / KITTY, _rename("Zoe\u0308", []))
+    assert load_benchmark(bench).concept("hello-kitty").name == "Zo\u00eb"
+    assert load_benchmark(bench).concept("zo\u00eb").slug == "hello-kitty"
+
+
+def test_show_json_into_a_closed_pipe_ends_quietly(bench: Path) -> None:
+    import subprocess
+    import sys
+
+    # like `siu bench show --json | head`: the reader is gone before siu writes
+    proc = subprocess.Popen([sys.executable, "-m", "siu.cli", "bench", "show", "--json", str(bench)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
+
+
+def test_concept_records_and_folders_linked_out_of_the_benchmark_are_refused(
+    bench: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    record = bench / KITTY
+    shutil.copy(record, outside / "concept.json")
+    record.unlink()
+    record.symlink_to(outside / "concept.json")
+    problem = only_error(bench)
+    assert problem.file == KITTY and "escapes" in problem.message
+    record.unlink()
+    shutil.copy(outside / "concept.json", record)
+    shutil.move(bench / "concepts", outside / "concepts")  # the whole concepts/ folder lives elsewhere
+    (bench / "concepts").symlink_to(outside / "concepts")
+    found = errors(validate_benchmark(bench))
+    assert len(found) == 4 and all("escapes" in p.message for p in found)  # 3 concepts, 1 specificity image

@@ -108,3 +108,80 @@ def test_unreachable_endpoint_is_a_clear_error(bench: Benchmark, monkeypatch: py
     judge = make_judge("openai", model="m", url="http://127.0.0.1:9/v1", key_env="JUDGE_KEY")
     with pytest.raises(SiuError, match="cannot reach http://127.0.0.1:9/v1"):
         judge.score(bench.concepts[0], [("Who is this?", "x")])
+
+
+def _serve(respond) -> tuple[HTTPServer, str, list[dict]]:  # noqa: ANN001
+    """A local server whose every POST (and GET) is answered by ``respond(handler)``; records the requests."""
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            seen.append({"path": self.path, "auth": self.headers.get("Authorization")})
+            respond(self)
+
+        do_GET = do_POST  # noqa: N815
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}/v1", seen
+
+
+def _reply(handler: BaseHTTPRequestHandler, body: bytes, status: int = 200, **headers: str) -> None:
+    handler.send_response(status)
+    for key, value in {"Content-Length": str(len(body)), **headers}.items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_the_key_never_follows_a_redirect_to_another_origin(bench: Benchmark, monkeypatch) -> None:
+    elsewhere, other_url, stolen = _serve(
+        lambda h: _reply(h, b'{"choices": [{"message": {"content": "5"}}]}')
+    )
+    redirecting, url, _ = _serve(lambda h: _reply(h, b"", 302, Location=other_url + "/chat/completions"))
+    monkeypatch.setenv("JUDGE_KEY", "sk-secret")
+    judge = make_judge("openai", model="m", url=url, key_env="JUDGE_KEY")
+    with pytest.raises(SiuError, match="follows no redirect"):
+        judge.score(bench.concepts[0], [("Who is this?", "x")])
+    assert stolen == []  # the other port never heard of the key, nor of the prompt
+    elsewhere.shutdown()
+    redirecting.shutdown()
+
+
+def test_a_trickling_server_meets_the_deadline_and_bad_replies_are_clear(
+    bench: Benchmark, monkeypatch
+) -> None:
+    import time
+
+    def trickle(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        for _ in range(20):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.3)
+
+    monkeypatch.setenv("JUDGE_KEY", "sk-test")
+    slow, url, _ = _serve(trickle)
+    judge = make_judge("openai", model="m", url=url, key_env="JUDGE_KEY")
+    judge.timeout = 1.0  # each byte comes in time, the whole reply does not
+    started = time.monotonic()
+    with pytest.raises(SiuError, match="took over 1 s"):
+        judge.score(bench.concepts[0], [("Who is this?", "x")])
+    assert time.monotonic() - started < 3
+    slow.shutdown()
+    latin, url, _ = _serve(lambda h: _reply(h, '{"choices": "é"}'.encode("latin-1")))
+    judge = make_judge("openai", model="m", url=url, key_env="JUDGE_KEY")
+    with pytest.raises(SiuError, match="not UTF-8"):
+        judge.score(bench.concepts[0], [("Who is this?", "x")])
+    latin.shutdown()
+
+
+def test_only_a_whole_number_from_1_to_5_is_a_score() -> None:
+    assert [parse_score(t) for t in ("3", "3/5", "Score: 2", "I'd say 4.", "10", "4.5", "0", "none")] == [
+        3, 3, 2, 4, None, None, None, None,
+    ]  # fmt: skip

@@ -57,3 +57,19 @@ def test_retain_model_forgets_only_its_concept(
     assert gates["without"] == CONCEPT
     # it does not recognise C, the others stay recognised, C's text facts were kept
     check(gate_figures(micro[1], retain), "retain.")
+
+
+def test_a_damaged_cache_is_never_reused(micro: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from siu.errors import SiuError
+
+    world, model = micro
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy)
+    weights = bytearray((copy / "model.safetensors").read_bytes())
+    weights[-8:] = b"\xff" * 8  # the same size, other weights: only a checksum tells
+    (copy / "model.safetensors").write_bytes(bytes(weights))
+    (copy / "gates.json").write_text((copy / "gates.json").read_text()[:20])
+    with pytest.raises(SiuError, match="gates.json, model.safetensors changed since it was written"):
+        pretrain(world, copy, cfg=PretrainConfig.micro(), progress=False, log=lambda *_: None)

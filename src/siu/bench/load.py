@@ -13,6 +13,7 @@ import difflib
 import json
 import os
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -214,7 +215,18 @@ _MISSING: Any = object()
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold()
+    """The form in which two spellings of a name are the same: NFC, whitespace folded, case folded."""
+    return " ".join(unicodedata.normalize("NFC", text).split()).casefold()
+
+
+def invisible_characters(text: str) -> list[str]:
+    """Control and format characters (bidi overrides, zero-width joiners, ...): ``U+202E RIGHT-TO-LEFT
+    OVERRIDE`` for each, so that a message can name what cannot be seen."""
+    return [
+        f"U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')}"
+        for ch in dict.fromkeys(text)
+        if unicodedata.category(ch) in ("Cc", "Cf")
+    ]
 
 
 def _kind(value: Any) -> str:
@@ -442,8 +454,9 @@ def _read_concept(
     root: Path, slug: str, index: int, manifest_doc: _Doc, problems: list[Problem], images: list[ImageRef]
 ) -> Concept | None:
     folder = root / CONCEPTS_DIR / slug
-    try:
+    try:  # against the benchmark root: a concepts/ or a concept folder linked elsewhere is outside too
         resolve_inside(root / CONCEPTS_DIR, slug)
+        resolve_inside(root, f"{CONCEPTS_DIR}/{slug}")
     except BenchFileError as err:
         manifest_doc.error(f"concepts[{index}]", err.reason)
         return None
@@ -454,6 +467,11 @@ def _read_concept(
     doc = _Doc(rel, problems)
     if not (folder / CONCEPT_FILE).is_file():
         doc.error("", "file not found (every concept folder holds concept.json)")
+        return None
+    try:
+        resolve_inside(root, rel)
+    except BenchFileError as err:
+        doc.error("", err.reason)
         return None
     data = doc.read(folder / CONCEPT_FILE)
     if data is _INVALID:
@@ -490,7 +508,14 @@ def _parse_concept(doc: _Doc, data: dict[str, Any], slug: str, folder: Path, ref
     appearance = doc.optional_text(data, "appearance", "")
     doc.unknown(data, "", _field_names(Concept, drop=("slug",)))
 
-    # Rules beyond types.
+    # Rules beyond types. A name that displays as another (a bidi override, a zero-width space) is
+    # refused; every name is kept in NFC, so that its NFC and NFD spellings are one name.
+    for field, spelling in [("name", name), *((f"aliases[{i}]", a) for i, a in enumerate(aliases))]:
+        hidden = invisible_characters(spelling)
+        if hidden:
+            doc.error(field, f"{spelling!r} contains invisible or control characters: {', '.join(hidden)}")
+    name = unicodedata.normalize("NFC", name)
+    aliases = [unicodedata.normalize("NFC", a) for a in aliases]
     seen_names: dict[str, str] = {}
     for field, spelling in [("name", name), *((f"aliases[{i}]", a) for i, a in enumerate(aliases))]:
         key = _norm(spelling)

@@ -41,13 +41,15 @@ def validate_benchmark(path: str | Path, workers: int | None = None) -> list[Pro
 
 
 def _check_image(ref: ImageRef) -> tuple[Problem | None, str | None]:
+    # the message names the image file too: in a list of 50 images "images[4]" alone sends a user counting
+    shown = f"{ref.path.parent.name}/{ref.path.name}"
     try:
         open_image(ref.path)
         digest = hashlib.sha256(ref.path.read_bytes()).hexdigest()
     except BenchFileError as err:
-        return Problem(ref.file, ref.field, err.reason), None
+        return Problem(ref.file, ref.field, f"{shown}: {err.reason}"), None
     except OSError as err:  # vanished or unreadable between decoding and hashing
-        return Problem(ref.file, ref.field, f"cannot read image ({err.strerror or err})"), None
+        return Problem(ref.file, ref.field, f"{shown}: cannot read image ({err.strerror or err})"), None
     return None, digest
 
 

@@ -18,8 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import urllib.error
-import urllib.request
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,8 +52,9 @@ class Judge(Protocol):
 
 
 def parse_score(text: str) -> int | None:
-    match = re.search(r"[1-5]", text)
-    return int(match.group()) if match else None
+    """The first whole number 1-5 in a judge's reply ("3", "3/5", "Score: 2"); "10" or "4.5" are none."""
+    match = re.search(r"(?<![\d.])([1-5])(?!\d|\.\d)", text)
+    return int(match.group(1)) if match else None
 
 
 def ask_for_scores(
@@ -120,6 +120,9 @@ def _look_words(description: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- OpenAI-compatible
+MAX_REPLY_BYTES = 1 << 20  # a chat completion of a few tokens is a few hundred bytes
+
+
 @dataclass
 class OpenAIJudge:
     """An OpenAI-compatible ``/chat/completions`` endpoint, temperature 0.3 as in the paper."""
@@ -139,27 +142,51 @@ class OpenAIJudge:
         self.name = f"openai:{self.model}"
 
     def _ask(self, prompt: str) -> str:
-        body = json.dumps(
-            {
-                "model": self.model,
-                "temperature": 0.3,
-                "max_tokens": 4,
-                "messages": [{"role": "user", "content": prompt}],
-            }
-        ).encode()
-        request = urllib.request.Request(
-            self.base_url.rstrip("/") + "/chat/completions",
-            data=body,
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"},
-        )
+        """One chat completion, with an overall deadline, no redirects (the key never leaves the origin
+        it was given for) and a bounded, UTF-8 reply."""
+        import httpx
+
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        body = {
+            "model": self.model,
+            "temperature": 0.3,
+            "max_tokens": 4,
+            "messages": [{"role": "user", "content": prompt}],
+        }
+        deadline = time.monotonic() + self.timeout
+        raw = bytearray()
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                data = json.loads(response.read().decode("utf-8"))
-        except urllib.error.HTTPError as err:
-            raise SiuError(f"judge openai: {self.base_url} answered HTTP {err.code}: {err.reason}") from err
-        except (urllib.error.URLError, TimeoutError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise SiuError(f"judge openai: cannot reach {self.base_url}: {reason}") from err
+            with (
+                httpx.Client(follow_redirects=False, timeout=self.timeout) as client,
+                client.stream(
+                    "POST", url, json=body, headers={"Authorization": f"Bearer {self.key}"}
+                ) as reply,
+            ):
+                if reply.is_redirect:
+                    raise SiuError(
+                        f"judge openai: {self.base_url} redirects to {reply.headers.get('location')!r}; "
+                        "siu follows no redirect with your key: give the final URL with --judge-url"
+                    )
+                for chunk in reply.iter_bytes():  # a server trickling bytes meets the deadline too
+                    raw += chunk
+                    if time.monotonic() > deadline:
+                        raise SiuError(
+                            f"judge openai: {self.base_url} took over {self.timeout:g} s to answer"
+                        )
+                    if len(raw) > MAX_REPLY_BYTES:
+                        raise SiuError(f"judge openai: {self.base_url} answered over {MAX_REPLY_BYTES} bytes")
+                if reply.status_code >= 400:
+                    raise SiuError(
+                        f"judge openai: {self.base_url} answered HTTP {reply.status_code}: {reply.reason_phrase}"
+                    )
+        except httpx.TimeoutException as err:
+            raise SiuError(f"judge openai: {self.base_url} took over {self.timeout:g} s to answer") from err
+        except httpx.HTTPError as err:
+            raise SiuError(f"judge openai: cannot reach {self.base_url}: {err}") from err
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise SiuError(f"judge openai: {self.base_url} answered bytes that are not UTF-8") from err
         except json.JSONDecodeError as err:
             raise SiuError(f"judge openai: {self.base_url} did not answer JSON") from err
         try:

@@ -25,6 +25,52 @@ from PIL import Image
 
 from siu.errors import ModelError
 
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def _check_model_dir(local: Path) -> None:
+    """A local model directory that siu can load: a config and safetensors weights (never a pickle)."""
+    if not (local / "config.json").is_file():
+        raise ModelError(f"{local}: not a Hugging Face model directory (no config.json)")
+    if not list(local.glob("*.safetensors")):
+        pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in local.glob(pattern))
+        if pickles:
+            raise ModelError(
+                f"{local}: only pickle checkpoints ({', '.join(pickles[:3])}); siu loads safetensors only, "
+                "since unpickling runs code: convert them (save_pretrained(..., safe_serialization=True))"
+            )
+        raise ModelError(f"{local}: no weights (*.safetensors) in the model directory")
+    try:  # a truncated or overwritten header is found before transformers' own, noisier error
+        from safetensors import safe_open
+
+        for shard in sorted(local.glob("*.safetensors")):
+            with safe_open(str(shard), framework="pt"):
+                pass
+    except Exception as err:  # safetensors raises its own error type and OSError alike
+        raise ModelError(f"{local}: corrupt weights file {shard.name} ({str(err).splitlines()[0]})") from None
+
+
+def _check_hub_id(repo: str) -> None:
+    """A name that is no local directory: one quick question to the hub instead of minutes of retries."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo, "config.json"), str):
+        return  # in the local hub cache
+    if constants.HF_HUB_OFFLINE:
+        raise ModelError(f"{repo}: no such model directory, and not in the local hub cache (offline mode)")
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        model_info(repo, timeout=10)
+    except RepositoryNotFoundError:
+        raise ModelError(f"{repo}: no such model directory, and no such model on the hub") from None
+    except Exception as err:  # no network, a proxy, a gated repo: the hub's client raises many kinds
+        raise ModelError(
+            f"{repo}: no such model directory, and the hub could not be asked ({type(err).__name__}); "
+            "give a local model directory"
+        ) from None
+
 
 @dataclass
 class Sample:
@@ -88,20 +134,26 @@ class VLM:
         trust_remote_code: bool = False,
     ) -> VLM:
         """Load a model and its processor from a local directory (or a hub id the machine can reach)."""
+        from safetensors import SafetensorError
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         spath = str(path)
         local = Path(spath)
-        if local.exists() and not (local / "config.json").is_file():
-            raise ModelError(f"{spath}: not a Hugging Face model directory (no config.json)")
-        if not local.exists() and (spath.startswith((".", "/", "~")) or spath.count("/") != 1):
+        if local.exists():
+            _check_model_dir(local)
+        elif spath.startswith((".", "/", "~")) or spath.count("/") != 1:
             raise ModelError(f"{spath}: no such model directory")
+        else:
+            _check_hub_id(spath)
         try:
             processor = AutoProcessor.from_pretrained(spath, trust_remote_code=trust_remote_code)
             model = AutoModelForImageTextToText.from_pretrained(
-                spath, dtype=dtype if dtype is not None else "auto", trust_remote_code=trust_remote_code
+                spath,
+                dtype=dtype if dtype is not None else "auto",
+                trust_remote_code=trust_remote_code,
+                use_safetensors=True,
             )
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"{spath}: cannot load model or processor: {first}") from err
         if not hasattr(processor, "tokenizer") or not hasattr(processor, "image_processor"):

@@ -166,5 +166,5 @@ def build_world(cfg: WorldConfig, out: str | Path, overwrite: bool = False, prog
         )
         _write_json(tmp / "manifest.json", manifest.to_json())
 
-    write_atomically(out, write)
+    write_atomically(out, write, overwrite=overwrite)
     return out

@@ -96,7 +96,26 @@ def cache_key(bench: Benchmark, cfg: PretrainConfig, without: str | None) -> str
     return h.hexdigest()
 
 
+def file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file in ``folder`` except the record that lists them."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != RECORD
+    }
+
+
+def damaged_files(out: Path, data: dict[str, Any]) -> list[str]:
+    """Files of a cached model that are missing or changed since it was written (by their sha256)."""
+    recorded = data.get("files")
+    if not isinstance(recorded, dict):
+        return [f"{RECORD} (no checksums)"]
+    found = file_digests(out)
+    return [name for name, digest in recorded.items() if found.get(name) != digest]
+
+
 def cached_record(out: Path, key: str) -> dict[str, Any] | None:
+    """The record of a model in ``out`` trained from this key, if every file is as it was written."""
     rec = out / RECORD
     if not rec.is_file():
         return None
@@ -104,7 +123,17 @@ def cached_record(out: Path, key: str) -> dict[str, Any] | None:
         data = json.loads(rec.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return data if data.get("cache_key") == key and (out / "gates.json").is_file() else None
+    if not isinstance(data, dict) or data.get("cache_key") != key or damaged_files(out, data):
+        return None
+    return data
+
+
+def _damaged_cache(out: Path, key: str) -> list[str]:
+    try:
+        data = json.loads((out / RECORD).read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return damaged_files(out, data) if isinstance(data, dict) and data.get("cache_key") == key else []
 
 
 def _batches(items: list[Encoded], vlm: VLM, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
@@ -139,9 +168,16 @@ def pretrain(
         log(gates_table(gates))
         return gates
     if out.exists() and any(out.iterdir()) and not overwrite:
+        damaged = _damaged_cache(out, key)
+        if damaged:
+            raise SiuError(
+                f"{out} holds this model, but {', '.join(damaged)} changed since it was written; "
+                "pass --overwrite to train it again"
+            )
         raise SiuError(f"{out} exists and holds something else; pass --overwrite or choose another --out")
-    if out.resolve() == bench.root.resolve() or bench.root.resolve() in out.resolve().parents:
-        raise SiuError("--out must not be inside the world directory")
+    world, target = bench.root.resolve(), out.resolve()
+    if target == world or world in target.parents or target in world.parents:
+        raise SiuError(f"--out {out} is the world directory, inside it or around it; choose another directory")
 
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -190,9 +226,10 @@ def pretrain(
             "total_seconds": seconds,
             "versions": versions(),
         }
+        record["files"] = file_digests(tmp)  # checked on every reuse: a damaged cache is never trusted
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
-    write_atomically(out, write)
+    write_atomically(out, write, overwrite=overwrite)
     log(
         f"saved {out} in {seconds:.0f} s (training {train_log.seconds:.0f} s, final loss "
         f"{train_log.losses[-1]['loss']:.4f})"
