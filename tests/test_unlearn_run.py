@@ -192,13 +192,19 @@ def test_bad_inputs_fail_with_one_line(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.png", "taken"]
 
 
-def test_non_finite_loss_writes_nothing(micro_world: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+def test_non_finite_loss_writes_nothing(
+    micro_world: tuple[Path, Path], tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world, model = micro_world
     out = tmp_path / "out"
-    code, err = _cli(
-        capsys, "--model", str(model), "--bench", str(world), "--concept", SCIENCE_CONCEPT,
-        "--method", "ga", "--lr", "1e30", "--steps", "4", "--out", str(out),
-    )  # fmt: skip
+    args = ["--model", str(model), "--bench", str(world), "--concept", SCIENCE_CONCEPT, "--method", "ga"]
+    code, err = _cli(capsys, *args, "--lr", "1e30", "--steps", "4", "--out", str(out))
+    assert code == 2 and "\n" not in err and "lr must be in (0, 1]" in err  # refused before any work
+    from siu.unlearn.methods.ga import Ga
+
+    real = Ga.loss
+    monkeypatch.setattr(Ga, "loss", lambda self, x: (real(self, x)[0] * float("nan"), {"ce": float("nan")}))
+    code, err = _cli(capsys, *args, "--steps", "4", "--out", str(out))
     assert code == 2 and "\n" not in err and "nothing was written" in err
     assert list(tmp_path.iterdir()) == []
 
