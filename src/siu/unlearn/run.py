@@ -39,7 +39,7 @@ from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import VLM
 from siu.outputs import versions, write_atomically
-from siu.training import TrainConfig, TrainLog, train
+from siu.training import LossFn, TrainConfig, TrainLog, train
 from siu.unlearn.batches import SampleMeta, batch_schedule, groups_of, local_batches, scales_of
 from siu.unlearn.config import PAPER_PROFILE, UnlearnConfig
 from siu.unlearn.data import (
@@ -59,7 +59,6 @@ from siu.unlearn.setup import apply_lora, set_full_scope
 from siu.unlearn.views import with_views
 
 RUN_FILE = "run.json"
-LossFn = Callable[[torch.nn.Module, dict[str, Tensor]], tuple[Tensor, dict[str, float]]]
 
 
 def make_loss_fn(

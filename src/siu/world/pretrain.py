@@ -177,7 +177,9 @@ def pretrain(
         raise SiuError(f"{out} exists and holds something else; pass --overwrite or choose another --out")
     world, target = bench.root.resolve(), out.resolve()
     if target == world or world in target.parents or target in world.parents:
-        raise SiuError(f"--out {out} is the world directory, inside it or around it; choose another directory")
+        raise SiuError(
+            f"--out {out} is the world directory, inside it or around it; choose another directory"
+        )
 
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)

@@ -20,7 +20,7 @@ is derived from what the class declares:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -162,10 +162,6 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def option_help(field: dataclasses.Field[Any]) -> str:
-    return str(field.metadata.get("help", ""))
-
-
 def options_of(cls: type[Method]) -> list[dataclasses.Field[Any]]:
     return list(dataclasses.fields(cls.Options))
 
@@ -180,6 +176,3 @@ def make_options(cls: type[Method], values: dict[str, Any]) -> Any:
             f"its options: {', '.join(sorted(known)) or 'none'}"
         )
     return cls.Options(**values)
-
-
-LossFn = Callable[[LossInputs], tuple[Tensor, dict[str, float]]]
