@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -307,7 +308,8 @@ def unlearn_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _cmd_unlearn(args: argparse.Namespace) -> int:
-    from siu.outputs import quiet_transformers
+    from siu.outputs import output_claimed, quiet_transformers
+    from siu.unlearn.inputs import check_apart
     from siu.unlearn.run import unlearn
 
     apply_config_file(args, args.parser)
@@ -318,15 +320,20 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
         raise SiuError("give the forget image with --image or a benchmark with --bench")
     cfg = unlearn_config_from_args(args)
     quiet_transformers()
-    unlearn(
-        args.model,
-        args.concept,
-        args.image,
-        args.bench,
-        cfg,
-        args.out,
-        overwrite=args.overwrite,
-        adapter_only=args.adapter_only,
-        dry_run=args.dry_run,
-    )
+    # the output is taken before any work; a dry run writes nothing, and under torchrun only rank 0 writes
+    writes = not args.dry_run and os.environ.get("RANK", "0") == "0"
+    if writes:  # never even a lock file inside an input
+        check_apart(args.out, [args.model, args.bench, args.image, cfg.overrides])
+    with output_claimed(args.out if writes else None):
+        unlearn(
+            args.model,
+            args.concept,
+            args.image,
+            args.bench,
+            cfg,
+            args.out,
+            overwrite=args.overwrite,
+            adapter_only=args.adapter_only,
+            dry_run=args.dry_run,
+        )
     return 0

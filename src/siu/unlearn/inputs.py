@@ -71,17 +71,25 @@ def check_writable(out: Path) -> None:
         raise SiuError(f"--out {out}: cannot write in {ancestor} ({err.strerror or err})") from None
 
 
+def check_apart(out: str | Path, inputs: Sequence[str | Path | None]) -> None:
+    """Refuse an output that is an input, inside one or around one (inputs that do not exist, or None,
+    are skipped). Commands call it before they claim ``out``, so that not even the claim's lock file is
+    put inside an input."""
+    resolved = Path(out).resolve()
+    for path in (Path(p) for p in inputs if p is not None and Path(p).exists()):
+        if _inside(path.resolve(), resolved):
+            raise SiuError(f"--out {out} contains the input {path}; choose another directory")
+        if _inside(resolved, path.resolve()):
+            raise SiuError(f"--out {out} is inside the input {path}; choose another directory")
+
+
 def check_out(out: Path, inputs: Sequence[Path], model_dir: Path | None, overwrite: bool) -> None:
     """Refuse an output directory that would overwrite the model, the benchmark or anything unasked,
     or that could not be written at all."""
     resolved = out.resolve()
     if model_dir is not None and _inside(resolved, model_dir.resolve()):
         raise SiuError(f"--out {out} is the input model directory or inside it; choose another directory")
-    for path in inputs:
-        if _inside(path.resolve(), resolved):
-            raise SiuError(f"--out {out} contains the input {path}; choose another directory")
-        if _inside(resolved, path.resolve()):
-            raise SiuError(f"--out {out} is inside the input {path}; choose another directory")
+    check_apart(out, inputs)
     if resolved.exists() and not resolved.is_dir():
         raise SiuError(f"--out {out} exists and is not a directory")
     if resolved.is_dir() and any(resolved.iterdir()) and not overwrite:

@@ -52,6 +52,7 @@ def add_world_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    from siu.outputs import output_claimed
     from siu.world.build import WorldConfig, build_world
 
     cfg = WorldConfig.micro(args.seed) if args.micro else WorldConfig(args.seed, args.concepts, args.images)
@@ -60,7 +61,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if cfg.images < 2:
         raise SiuError("--images must be at least 2 (one forget image and one test image)")
     start = time.perf_counter()
-    out = build_world(cfg, args.out, overwrite=args.overwrite)
+    with output_claimed(args.out):  # taken before any work
+        out = build_world(cfg, args.out, overwrite=args.overwrite)
     print(
         f"wrote {cfg.concepts} concepts x {cfg.images} images to {out} in {time.perf_counter() - start:.1f} s"
     )
@@ -70,7 +72,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from siu.outputs import quiet_transformers
+    from siu.outputs import output_claimed, quiet_transformers
+    from siu.unlearn.inputs import check_apart
     from siu.world.pretrain import PretrainConfig, pretrain
 
     quiet_transformers()
@@ -79,5 +82,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise SiuError("--steps must be positive")
         cfg = dataclasses.replace(cfg, steps=args.steps)
-    gates = pretrain(args.world, args.out, without=args.without, cfg=cfg, overwrite=args.overwrite)
+    check_apart(args.out, [args.world])  # no lock file inside the world
+    with output_claimed(args.out):  # taken before any work
+        gates = pretrain(args.world, args.out, without=args.without, cfg=cfg, overwrite=args.overwrite)
     return 0 if gates["passed"] else 1
