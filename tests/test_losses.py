@@ -16,6 +16,7 @@ from siu.unlearn.losses import (
     gradient_ascent,
     hidden_mse,
     kl_to_reference,
+    masked_pieces,
     npo_loss,
     preference_optimization,
     sequence_logprobs,
@@ -326,14 +327,58 @@ def tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
 
 
+def _masked(tokenizer, names: list[str], vocab_size: int) -> set[str]:
+    mask = vocab_mask_for_names(tokenizer, names, vocab_size)
+    assert mask.dtype == torch.bool and mask.shape == (vocab_size,)
+    return set(tokenizer.convert_ids_to_tokens(torch.nonzero(~mask).flatten().tolist()))
+
+
 def test_vocab_mask_masks_exactly_the_name_pieces(tokenizer) -> None:
     vocab_size = len(tokenizer) + 6  # models often pad the embedding matrix
-    expected = set(tokenizer.convert_tokens_to_ids(["Name", "ĠName", "name", "Ġname"]))
-    assert len(expected) == 4 and None not in expected
-    mask = vocab_mask_for_names(tokenizer, ["Name"], vocab_size)
-    assert mask.dtype == torch.bool and mask.shape == (vocab_size,)
-    assert set(torch.nonzero(~mask).flatten().tolist()) == expected
-    assert vocab_mask_for_names(tokenizer, ["name"], vocab_size).tolist() == mask.tolist()
+    # as written, and after a space; no lower-cased or capitalised spelling
+    assert _masked(tokenizer, ["Name"], vocab_size) == {"Name", "ĠName"}
+    assert _masked(tokenizer, ["name"], vocab_size) == {"name", "Ġname"}
+    # "Dr." is spelt D r . (not in the corpus); " Dr. Name" starts with a lone "Ġ": "." and "Ġ" are in
+    # every text, so they stay in the KL
+    assert tokenizer.tokenize("Dr. Name") == ["D", "r", ".", "ĠName"]
+    assert tokenizer.tokenize(" Dr. Name") == ["Ġ", "D", "r", ".", "ĠName"]
+    assert _masked(tokenizer, ["Dr. Name"], vocab_size) == {"D", "r", "ĠName"}
+    assert masked_pieces(tokenizer, ["Dr. Name", "Name"], vocab_size) == ["D", "r", " Name", "Name"]
+    # a character split into bytes is the name's own ("ë" is two pieces, neither readable alone)
+    assert tokenizer.tokenize("Zoë") == ["Z", "o", "Ã", "«"]
+    assert masked_pieces(tokenizer, ["Zoë"], vocab_size) == ["Z", "o", "Ã", "«"]
+
+
+def _llama_style_tokenizer():
+    """A SentencePiece-like BPE laid out like Llama's fast tokenizer: the normalizer turns spaces into
+    "▁" and prepends one, nothing splits the text, the decoder strips the first space. The merges are
+    written out, so that every tokenisation below is checked by hand."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    m = "\u2581"
+    merges = [(m, "T"), (m + "T", "e"), (m + "Te", "n"), ("r", "a"), ("ra", "n"), (m, "R"), (m + "R", "i"),
+              (m + "Ri", "x"), ("t", "i"), ("ti", "v"), (m, "t"), ("e", "n")]  # fmt: skip
+    vocab = {t: i for i, t in enumerate(["<unk>", "<s>", "</s>", m, ",", ".", *"TRaeinrtvx"])}
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    raw = Tokenizer(models.BPE(vocab, merges, unk_token="<unk>"))
+    raw.normalizer = normalizers.Sequence([normalizers.Prepend(m), normalizers.Replace(" ", m)])
+    raw.decoder = decoders.Sequence([decoders.Replace(m, " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+def test_vocab_mask_on_a_llama_style_tokenizer_leaves_out_the_lone_space_and_other_spellings() -> None:
+    tok = _llama_style_tokenizer()
+    names = ["Tenran Rixtiv", "Tenran", "Rixtiv", "Rixtiv, Tenran"]
+    assert tok.tokenize("Tenran Rixtiv") == ["▁Ten", "ran", "▁Rix", "tiv"]
+    assert tok.tokenize(" Tenran") == ["▁", "▁Ten", "ran"]  # the lone leading-space piece
+    assert tok.tokenize("Rixtiv, Tenran") == ["▁Rix", "tiv", ",", "▁Ten", "ran"]
+    # the lower-cased spelling the mask used to add: generic pieces, in countless other words
+    assert tok.tokenize("tenran rixtiv") == ["▁t", "en", "ran", "▁", "r", "i", "x", "tiv"]
+    assert _masked(tok, names, len(tok)) == {"▁Ten", "ran", "▁Rix", "tiv"}
+    assert masked_pieces(tok, names, len(tok)) == [" Ten", "ran", " Rix", "tiv"]
+    assert masked_pieces(tok, ["Tenran"], 20) == [" Ten"]  # "ran" (id 20) is outside the logits
 
 
 def test_vocab_mask_never_masks_special_tokens(tokenizer) -> None:

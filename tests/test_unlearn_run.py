@@ -114,6 +114,15 @@ def test_dry_run_prints_the_data_and_writes_nothing(
     assert code == 0
     assert "34 samples" in printed and "fictitious identity" in printed and "dry run" in printed
     assert not out.exists() and list(tmp_path.iterdir()) == []
+    # the vocabulary mask's pieces are shown: the names' own pieces, never a bare space or punctuation
+    from siu.bench.load import load_benchmark
+    from siu.models.adapter import VLM
+    from siu.unlearn.losses import masked_pieces
+
+    names = load_benchmark(world).concept(SCIENCE_CONCEPT).names
+    pieces = masked_pieces(VLM.load(model).tokenizer, names)
+    assert pieces and all(p.strip(" .,") for p in pieces)
+    assert f"vocabulary mask (K_V): {len(pieces)} pieces: {', '.join(map(repr, pieces))}" in printed
 
 
 # ----------------------------------------------------------------------------- (4) determinism

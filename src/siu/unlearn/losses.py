@@ -21,6 +21,7 @@ Conventions
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -271,28 +272,72 @@ def hidden_mse(hidden: Tensor, target: Tensor, labels: Tensor) -> Tensor:
 
 
 def _name_variants(name: str) -> list[str]:
-    # The spec's K_V covers every tokenisation that occurs in text: with/without a leading space,
-    # as written, lower case and capitalised (first letter only, so "van Gogh" -> "Van Gogh").
-    cased = {name, name.lower(), name[:1].upper() + name[1:]}
-    return sorted(cased | {" " + variant for variant in cased})
+    # A name occurs in text as written, at the start of a text or after a space. Lower-cased and
+    # capitalised spellings are left out: their pieces are mostly generic ("r", "ix"), and a masked id
+    # drops out of the KL at every position and out of the fluency perplexity.
+    return [name, " " + name]
 
 
-def vocab_mask_for_names(tokenizer: Any, names: Sequence[str], vocab_size: int) -> Tensor:
-    """K_V as a bool (V,) tensor: False on every token id of the names' tokenisations, True elsewhere.
+_SPACE_MARKERS = ("\u2581", "\u0120")  # SentencePiece's "▁" and byte-level BPE's "Ġ": a space before
 
-    Each name (and alias) is encoded with ``add_special_tokens=False`` with and without a leading
-    space, as written, lower-cased and capitalised. Special tokens (``tokenizer.all_special_ids``) are
-    never masked; ids ``>= vocab_size`` cannot appear in the logits and are ignored. The caller checks
-    that the tokenizer can represent the names (e.g. no unknown token). Raises ``ValueError`` on an
-    empty name.
+
+def _piece_text(tokenizer: Any, token_id: int) -> str:
+    """A token id as text, a leading space included (decoders drop a lone piece's "▁")."""
+    text = tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    raw = tokenizer.convert_ids_to_tokens(token_id)
+    if isinstance(raw, str) and raw.startswith(_SPACE_MARKERS) and not text[:1].isspace():
+        text = " " + text
+    return text
+
+
+def _is_name_piece(text: str) -> bool:
+    # Only whitespace, punctuation or symbols ("▁", "Ġ", "▁,", "."): a piece of any text, not of the
+    # name. U+FFFD is one byte of a character split across pieces (byte-level BPE): the name's own.
+    return any(ch == "\ufffd" or unicodedata.category(ch)[0] not in "ZPSC" for ch in text)
+
+
+def name_piece_ids(tokenizer: Any, names: Sequence[str], vocab_size: int | None = None) -> list[int]:
+    """The token ids of the names' own pieces, in order of first appearance (K_V's complement).
+
+    Each name (and alias) is encoded with ``add_special_tokens=False`` as written and after a space.
+    Left out: special tokens (``tokenizer.all_special_ids``), ids ``>= vocab_size`` (they cannot
+    appear in the logits) and pieces that are only whitespace, punctuation or symbols (a lone "▁" or
+    "Ġ", "▁,"), which occur in every text. Raises ``ValueError`` on an empty name.
     """
-    mask = torch.ones(vocab_size, dtype=torch.bool)
     special = set(tokenizer.all_special_ids)
+    ids: dict[int, None] = {}
     for name in names:
         if not name or not name.strip():
             raise ValueError(f"names must be non-empty strings, got {name!r}")
         for variant in _name_variants(name.strip()):
             for token_id in tokenizer.encode(variant, add_special_tokens=False):
-                if token_id not in special and 0 <= token_id < vocab_size:
-                    mask[token_id] = False
+                if token_id in ids or token_id in special or token_id < 0:
+                    continue
+                if vocab_size is not None and token_id >= vocab_size:
+                    continue
+                if _is_name_piece(_piece_text(tokenizer, token_id)):
+                    ids[token_id] = None
+    return list(ids)
+
+
+def masked_pieces(tokenizer: Any, names: Sequence[str], vocab_size: int | None = None) -> list[str]:
+    """The pieces :func:`vocab_mask_for_names` masks, as text (a leading space marks a word start).
+
+    A piece holding only part of a character (a byte of "ë") is shown as the tokenizer spells it.
+    """
+    pieces = []
+    for token_id in name_piece_ids(tokenizer, names, vocab_size):
+        text = _piece_text(tokenizer, token_id)
+        pieces.append(str(tokenizer.convert_ids_to_tokens(token_id)) if "\ufffd" in text else text)
+    return pieces
+
+
+def vocab_mask_for_names(tokenizer: Any, names: Sequence[str], vocab_size: int) -> Tensor:
+    """K_V as a bool (V,) tensor: False on the names' own pieces (:func:`name_piece_ids`), True elsewhere.
+
+    The caller checks that the tokenizer can represent the names (e.g. no unknown token). Raises
+    ``ValueError`` on an empty name.
+    """
+    mask = torch.ones(vocab_size, dtype=torch.bool)
+    mask[torch.tensor(name_piece_ids(tokenizer, names, vocab_size), dtype=torch.long)] = False
     return mask

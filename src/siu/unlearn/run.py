@@ -52,7 +52,7 @@ from siu.unlearn.data import (
     load_overrides,
 )
 from siu.unlearn.inputs import check_names_encodable, check_out, concept_without_bench
-from siu.unlearn.losses import vocab_mask_for_names
+from siu.unlearn.losses import masked_pieces, vocab_mask_for_names
 from siu.unlearn.methods import LossInputs, Method
 from siu.unlearn.reference import Reference, forward, unwrap
 from siu.unlearn.setup import apply_lora, set_full_scope
@@ -261,10 +261,12 @@ def unlearn(
     assert cfg.steps is not None and cfg.batch_size is not None and cfg.lr is not None
 
     vocab_mask = None
+    pieces: list[str] | None = None  # what K_V masks, shown in the dry run and kept in run.json
     if method.vocab_mask:
         vocab_size = vlm.model.get_output_embeddings().weight.shape[0]
         if getattr(method.options, "use_vocab_mask", True):
             check_names_encodable(vlm.tokenizer, record.names)
+            pieces = masked_pieces(vlm.tokenizer, record.names, vocab_size)
         vocab_mask = vocab_mask_for_names(vlm.tokenizer, record.names, vocab_size)
 
     # 3. data (the original model answers what the records lack)
@@ -276,9 +278,12 @@ def unlearn(
         "concept": {"name": record.name, "aliases": record.aliases, "slug": record.slug or None},
         "overrides_data": overrides,
         "dataset": dataset_record(samples),
+        "vocab_mask_pieces": pieces,
     }
     if dry_run:
         log(format_dataset(samples))
+        if pieces is not None:
+            log(f"vocabulary mask (K_V): {len(pieces)} pieces: {', '.join(map(repr, pieces))}")
         log(
             f"dry run: {len(samples)} samples, {method.name} with the {profile} profile "
             f"({'LoRA r=' + str(cfg.lora_r) if cfg.lora else 'full fine-tuning'}, {cfg.steps} steps, "
