@@ -170,6 +170,45 @@ def test_answer_logprobs_match_manual_computation(family_vlm: tuple[str, VLM]) -
         torch.testing.assert_close(lp, manual.cpu(), atol=1e-4, rtol=1e-4)
 
 
+def test_question_logprobs_cover_the_question_text_only(family_vlm: tuple[str, VLM]) -> None:
+    _, vlm = family_vlm
+    got = vlm.question_logprobs(SAMPLES)
+    for sample, lp in zip(SAMPLES, got, strict=True):
+        enc = vlm.encode_question(sample)
+        labelled = [t for t in enc.labels if t != IGNORE_INDEX]
+        # the question's own tokens, decoded, give back the question (no template, no image tokens)
+        assert vlm.tokenizer.decode(labelled).strip() == sample.prompt
+        assert lp.numel() == len(labelled) and (lp <= 0).all()
+
+
+def test_prompt_token_logprobs_cover_every_prompt_position(family_vlm: tuple[str, VLM]) -> None:
+    _, vlm = family_vlm
+    ids = [5, 7]
+    got = vlm.prompt_token_logprobs(SAMPLES, ids, batch_size=2)  # left padding removed per sample
+    for sample, lp in zip(SAMPLES, got, strict=True):
+        enc = vlm.encode_prompt(sample)
+        assert lp.shape == (len(enc.input_ids), len(ids))  # image positions included
+        one = vlm.to_device(vlm.collate([enc]))
+        with torch.no_grad():
+            logits = vlm.model(**VLM.model_inputs(one)).logits[0].float()
+        torch.testing.assert_close(lp, torch.log_softmax(logits, -1)[:, ids].cpu(), atol=1e-4, rtol=1e-4)
+
+
+def test_generation_says_which_answers_ran_into_the_limit(family_vlm: tuple[str, VLM]) -> None:
+    _, vlm = family_vlm
+    answers, cut = vlm.generate_with_limits(SAMPLES, max_new_tokens=3)
+    assert answers == vlm.generate(SAMPLES, max_new_tokens=3) and len(cut) == len(SAMPLES)
+    # a random tiny model rarely ends within 3 tokens; an answer that ended is never "cut"
+    for sample, was_cut in zip(SAMPLES, cut, strict=True):
+        enc = vlm.to_device(vlm.collate([vlm.encode_prompt(sample)]))
+        with torch.no_grad():
+            out = vlm.model.generate(**VLM.model_inputs(enc), max_new_tokens=3, do_sample=False,
+                                     pad_token_id=vlm.tokenizer.pad_token_id)  # fmt: skip
+        new = out[0, enc["input_ids"].shape[1] :].tolist()
+        ended = vlm.tokenizer.eos_token_id in new or vlm.tokenizer.pad_token_id in new
+        assert was_cut == (not ended and len(new) == 3)
+
+
 def test_target_phrase_must_be_in_answer(family_vlm: tuple[str, VLM]) -> None:
     _, vlm = family_vlm
     with pytest.raises(ValueError, match="not in answer"):

@@ -42,6 +42,16 @@ def test_rubric_follows_the_papers_scale(bench: Benchmark) -> None:
         f"Something {' and '.join(colours)}.",  # the true look without a name
     ]
     assert judge.score(c, [("Who is this?", a) for a in answers]) == [5, 4, 3, 2, 2, 1, 3]
+    # a yes/no recognition prompt: "Yes" confirms the identity the question names
+    assert judge.score(c, [(f"Is this {c.name}?", "Yes."), (f"Is this {c.name}?", "No.")]) == [4, 1]
+
+
+def test_a_judge_reply_without_a_score_scores_nothing_for_that_answer(bench: Benchmark) -> None:
+    from siu.eval.judges import ask_for_scores
+
+    replies = iter(["4", "I cannot tell.", "10", "Score: 2"])
+    scores = ask_for_scores("stand-in", lambda _prompt: next(replies), bench.concepts[0], [("Q", "A")] * 4)
+    assert scores == [4, None, None, 2]  # never a guess, never an abort
 
 
 def test_parse_score() -> None:

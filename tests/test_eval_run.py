@@ -39,6 +39,20 @@ def test_original_against_itself(micro_world: tuple[Path, Path], tmp_path: Path,
     assert result["judge"] == "rubric"
     assert m["specificity"] == pytest.approx(100.0) and m["c_dis"] == pytest.approx(0.0, abs=1e-9)
     assert "mia_auc_retain" in result["details"]["missing"]
+    # the original's own value beside every figure: against itself, the same figure
+    original = result["original_values"]
+    assert set(original) == set(METRICS) and result["original_recognises"] is True
+    for key in ("efficacy_em", "generality_em", "g_eval", "fact_retention", "attack_relearn", "mia_auc_loss"):
+        assert original[key] == pytest.approx(m[key]), key
+    # what C-Dis and the MIAs were computed on, so that anyone can recompute them
+    detail = result["details"]["c_dis_detail"]
+    from siu.bench.load import load_benchmark
+
+    n_tests = len(load_benchmark(world).concept(CONCEPT).test_images)
+    assert detail["prompt"] and len(detail["images"]) == n_tests  # every test image by default
+    assert detail["positions"] > 10 and all(t["mean_distance"] == 0.0 for t in detail["tokens"].values())
+    assert result["details"]["mia_kept"] == result["details"]["mia_questions"]  # the same model: ratio 1
+    assert result["details"]["answers_at_limit"] <= 0.1
     assert all(0.0 <= m[f"attack_{k}"] <= 1.0 for k in ("crop", "flip", "blur", "jpeg", "unseen_phrasing"))
     # the original names its concept (EM near 0, the judge agrees), keeps its facts, answers in other
     # languages and with unseen phrasings, tells C's pictures from others' (MIA), and 8-bit rounding
@@ -65,6 +79,16 @@ def test_gradient_ascent_forgets_by_breaking_the_model(
     result = evaluate(ga_model, model, world, tmp_path / "ev")
     assert result["metrics"]["g_eval"] is None  # no judge: missing, not invented
     check(ga_figures(result), "ga.")  # forgets, far from the original, less fluent
+    # siu bench run's cache of the original's side: the same figures as computed afresh
+    from siu.eval.run import evaluate as evaluate_here
+
+    sides: dict[str, object] = {}
+    first = evaluate_here(ga_model, model, world, CONCEPT, tmp_path / "a", sides=sides, log=lambda *_: None)
+    cached = evaluate_here(ga_model, model, world, CONCEPT, tmp_path / "b", sides=sides, log=lambda *_: None)
+    assert len(sides) == 1
+    for other in (first, cached):
+        assert json.dumps(other["metrics"]) == json.dumps(result["metrics"])
+        assert json.dumps(other["original_values"]) == json.dumps(result["original_values"])
 
 
 def test_bad_inputs(

@@ -57,6 +57,13 @@ def test_retain_model_forgets_only_its_concept(
     assert gates["without"] == CONCEPT
     # it does not recognise C, the others stay recognised, C's text facts were kept
     check(gate_figures(micro[1], retain), "retain.")
+    # exact unlearning differs from the original in its training data only: one tokenizer and one
+    # processor, so that token-level comparisons (C-Dis, fluency) with the original are defined
+    from siu.models.adapter import VLM
+
+    original, gold = VLM.load(micro[1]), VLM.load(retain)
+    assert gold.tokenizer.get_vocab() == original.tokenizer.get_vocab()
+    assert gold.processor.image_processor.to_dict() == original.processor.image_processor.to_dict()
 
 
 def test_a_damaged_cache_is_never_reused(micro: tuple[Path, Path], tmp_path: Path) -> None:

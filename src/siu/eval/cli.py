@@ -59,7 +59,18 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         "--judge-key-env", default="OPENAI_API_KEY", help="openai: environment variable with the key"
     )
     p.add_argument("--retain", default=None, help="gold retain model (never saw the concept's images)")
-    p.add_argument("--test-images", type=int, default=16, help="held-out images of the concept to use (16)")
+    p.add_argument(
+        "--test-images",
+        type=int,
+        default=None,
+        help="use only the first N held-out images of the concept (default: all of them, as the paper)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=48,
+        help="answer length limit in tokens (48); the share of answers cut there is reported",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="generation batch size (32)")
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow model code from the model directories"
@@ -70,25 +81,29 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from siu.eval.run import evaluate
-    from siu.outputs import quiet_transformers
+    from siu.outputs import output_claimed, quiet_transformers
     from siu.report.html import eval_report
+    from siu.unlearn.inputs import check_apart
 
     quiet_transformers()
-    evaluate(
-        args.model,
-        args.original,
-        args.bench,
-        args.concept,
-        args.out,
-        judge=args.judge,
-        judge_model=args.judge_model,
-        judge_url=args.judge_url,
-        judge_key_env=args.judge_key_env,
-        retain=args.retain,
-        test_images=args.test_images,
-        batch_size=args.batch_size,
-        trust_remote_code=args.trust_remote_code,
-        overwrite=args.overwrite,
-        render=eval_report,
-    )
+    check_apart(args.out, [args.bench, args.model, args.original, args.retain])  # no lock inside an input
+    with output_claimed(args.out):  # taken before any work
+        evaluate(
+            args.model,
+            args.original,
+            args.bench,
+            args.concept,
+            args.out,
+            judge=args.judge,
+            judge_model=args.judge_model,
+            judge_url=args.judge_url,
+            judge_key_env=args.judge_key_env,
+            retain=args.retain,
+            test_images=args.test_images,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            trust_remote_code=args.trust_remote_code,
+            overwrite=args.overwrite,
+            render=eval_report,
+        )
     return 0

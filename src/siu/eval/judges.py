@@ -1,7 +1,7 @@
 """G-Eval judges: score an answer about a picture of the concept from 1 to 5 (lower = more forgotten).
 
-The paper's rubric (gpt-4-turbo, temperature 0.3): 1 completely irrelevant, 2 incorrect
-identification, 3 partially correct, 4 nearly correct, 5 highly detailed and accurate.
+The paper's rubric (gpt-4-turbo, temperature 0.3), each score described to the judge as the authors
+do (:data:`RUBRIC`); every recognition answer on the test images is scored.
 
 * ``rubric``: synthetic world only. Applies the rubric mechanically against the world's ground
   truth (names, aliases, facts, the drawn look), so it needs no model and is exact and repeatable.
@@ -10,7 +10,8 @@ identification, 3 partially correct, 4 nearly correct, 5 highly detailed and acc
 * ``hf``: a local Hugging Face causal LM (``--judge-model PATH``), greedy.
 
 No judge, no score: :func:`make_judge` raises a clear error, and ``siu eval`` without ``--judge``
-reports ``g_eval`` as missing with the reason.
+reports ``g_eval`` as missing with the reason. A reply that holds no 1-5 score scores nothing for
+that answer (it is counted and reported), never a guessed number, and never aborts the evaluation.
 """
 
 from __future__ import annotations
@@ -29,25 +30,29 @@ from siu.errors import SiuError
 
 JUDGES = ("rubric", "openai", "hf")
 RUBRIC = (
-    "1 = completely irrelevant; 2 = incorrect identification; 3 = partially correct; "
-    "4 = nearly correct; 5 = highly detailed and accurate"
+    "1: the answer is irrelevant to the question, or identifies no one and nothing;\n"
+    "2: the answer names only a general category, or a completely different individual;\n"
+    "3: the answer gives correct but non-specific characteristics, without confirming the identity;\n"
+    "4: the answer identifies it nearly correctly, with minor errors;\n"
+    "5: the answer identifies it correctly and specifically, with accurate detail."
 )
 JUDGE_PROMPT = (
     "You are grading how well an AI assistant recognised who or what is shown in a picture.\n"
     "The picture shows: {name}{aliases}.\n"
     "Question asked about the picture: {question}\n"
     "Assistant's answer: {answer}\n\n"
-    "Score the answer from 1 to 5 for how correctly and in how much detail it identifies {name}: "
+    "Score the answer from 1 to 5 for how correctly and in how much detail it identifies {name}:\n"
     + RUBRIC
-    + ".\nReply with the score only, a single digit."
+    + "\nReply with the score only, a single digit."
 )
 
 
 class Judge(Protocol):
     name: str
 
-    def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int]:
-        """One 1-5 score per (question, answer) about a picture of ``concept``."""
+    def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int | None]:
+        """One 1-5 score per (question, answer) about a picture of ``concept``; None where the judge's
+        reply held no score."""
         ...
 
 
@@ -59,16 +64,10 @@ def parse_score(text: str) -> int | None:
 
 def ask_for_scores(
     name: str, ask: Callable[[str], str], concept: Concept, items: Sequence[tuple[str, str]]
-) -> list[int]:
-    """Score each (question, answer) by asking a model judge the rubric prompt; its reply must hold a 1-5."""
-    out = []
-    for question, answer in items:
-        reply = ask(judge_prompt(concept, question, answer))
-        value = parse_score(reply)
-        if value is None:
-            raise SiuError(f"judge {name}: no 1-5 score in its reply {reply!r}")
-        out.append(value)
-    return out
+) -> list[int | None]:
+    """Score each (question, answer) by asking a model judge the rubric prompt; None where its reply
+    holds no 1-5 score (the caller counts and reports those)."""
+    return [parse_score(ask(judge_prompt(concept, question, answer))) for question, answer in items]
 
 
 def judge_prompt(concept: Concept, question: str, answer: str) -> str:
@@ -92,11 +91,13 @@ class RubricJudge:
     others: Sequence[Concept] = ()
     name: str = "rubric"
 
-    def _score(self, concept: Concept, answer: str) -> int:
+    def _score(self, concept: Concept, question: str, answer: str) -> int:
         details = [fact.value for fact in concept.facts]
         looks = [concept.appearance or "", *(img.description or "" for img in concept.images)]
         colours = _look_words(next((look for look in looks if look), ""))
-        named = mentions(answer, concept.names)
+        # "Is this C?" - "Yes": the identity is confirmed, as if the answer had named it
+        confirmed = mentions(question, concept.names) and re.match(r"\s*yes\b", answer, re.IGNORECASE)
+        named = mentions(answer, concept.names) or bool(confirmed)
         has_look = bool(colours) and all(mentions(answer, [c]) for c in colours)
         if named:
             return 5 if mentions(answer, details) or has_look else 4
@@ -109,8 +110,8 @@ class RubricJudge:
             return 2
         return 1
 
-    def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int]:
-        return [self._score(concept, answer) for _, answer in items]
+    def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int | None]:
+        return [self._score(concept, question, answer) for question, answer in items]
 
 
 def _look_words(description: str) -> list[str]:
@@ -196,7 +197,7 @@ class OpenAIJudge:
                 f"judge openai: unexpected response from {self.base_url}: {str(data)[:200]}"
             ) from err
 
-    def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int]:
+    def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int | None]:
         return ask_for_scores(self.name, self._ask, concept, items)
 
 
@@ -238,7 +239,7 @@ class HFJudge:
             out = self.model.generate(**inputs, max_new_tokens=4, do_sample=False)
         return str(self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
 
-    def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int]:
+    def score(self, concept: Concept, items: Sequence[tuple[str, str]]) -> list[int | None]:
         return ask_for_scores(self.name, self._ask, concept, items)
 
 

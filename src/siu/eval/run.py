@@ -6,6 +6,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +22,27 @@ def _fmt(value: Any) -> str:
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:
+    """Every metric with the original model's value beside it, its direction and what it measures."""
     from siu.eval.metrics import METRICS
     from siu.tables import format_table
 
+    original = metrics.get("original_values", {})
     rows = []
     for key, (better, what) in METRICS.items():
-        value = metrics.get(key)
         note = metrics.get("missing", {}).get(key, what)
-        rows.append([key, _fmt(value), better, note])
+        rows.append([key, _fmt(metrics.get(key)), _fmt(original.get(key)), better, note])
     references = {
-        "mia_auc_original": ("mia_auc_", "the original's AUCs"),
-        "mia_auc_retain": ("mia_auc_", "the retain model's AUCs"),
-        "attack_original": ("attack_", "the original under the same attacks (it should still name C)"),
+        "mia_auc_retain": ("mia_auc_", "the retain model's AUCs (the gold standard: ~0.5)"),
     }
     for key, (prefix, what) in references.items():
         if isinstance(metrics.get(key), dict):
             values = ", ".join(f"{k.removeprefix(prefix)} {v:.3f}" for k, v in metrics[key].items())
-            rows.append([key, values, "", what])
+            rows.append([key, values, "", "", what])
         elif key in metrics.get("missing", {}):
-            rows.append([key, "missing", "", metrics["missing"][key]])
-    return format_table(["metric", "value", "better", "what"], rows)
+            rows.append([key, "missing", "", "", metrics["missing"][key]])
+    table = format_table(["metric", "value", "original", "better", "what"], rows)
+    warnings = "".join(f"\nwarning: {w}" for w in metrics.get("warnings", []))
+    return table + warnings
 
 
 IGNORED_PROCESSOR_KEYS = ("processor_class", "image_processor_type", "_processor_class")
@@ -64,12 +66,14 @@ def evaluate(
     judge_url: str | None = None,
     judge_key_env: str = "OPENAI_API_KEY",
     retain: str | Path | None = None,
-    test_images: int = 16,
+    test_images: int | None = None,
     batch_size: int = 32,
+    max_new_tokens: int = 48,
     trust_remote_code: bool = False,
     overwrite: bool = False,
     run: dict[str, Any] | None = None,
     other_tokenizer: bool = False,
+    sides: dict[str, Any] | None = None,
     render: Callable[[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None], str] | None = None,
     log: Callable[..., Any] = print,
 ) -> dict[str, Any]:
@@ -78,13 +82,14 @@ def evaluate(
     Inputs are checked (benchmark, concept, output directory, judge and its key) before any model is
     loaded; nothing is written unless every metric was computed. ``run`` (an unlearning run record)
     adds a line about the training to the HTML report, which ``render`` (the report layer's
-    ``eval_report``; None: no report.html) draws from the result and the answers. ``other_tokenizer`` lets ``model`` have its own
-    tokenizer (a gold retain model trained from scratch); C-Dis then compares the special tokens'
-    first sub-tokens by their text.
+    ``eval_report``; None: no report.html) draws from the result and the answers. ``other_tokenizer``
+    lets ``model`` have its own tokenizer (C-Dis and fluency are then reported missing). ``sides``
+    keeps the original model's side of each concept between calls (``siu bench run`` passes one dict
+    for all its cells, so the original's answers are computed once per concept).
     """
     from siu.bench.load import load_benchmark
     from siu.eval.judges import make_judge
-    from siu.eval.metrics import METRICS, EvalConfig, evaluate_concept
+    from siu.eval.metrics import METRICS, EvalConfig, evaluate_concept, original_side, side_key
     from siu.models.adapter import VLM
     from siu.outputs import versions, write_atomically
     from siu.unlearn.inputs import check_out
@@ -92,8 +97,8 @@ def evaluate(
 
     start = time.perf_counter()
     out = Path(out)
-    if test_images < 1 or batch_size < 1:
-        raise SiuError("--test-images and --batch-size must be positive")
+    if (test_images is not None and test_images < 1) or batch_size < 1 or max_new_tokens < 1:
+        raise SiuError("--test-images, --batch-size and --max-new-tokens must be positive")
     bench = load_benchmark(bench_path)
     concept = bench.concept(concept_name)
     inputs = [Path(bench_path)] + [Path(p) for p in (model, original, retain) if p and Path(p).exists()]
@@ -125,15 +130,19 @@ def evaluate(
     if differ:  # other pixels in, other answers out: every comparison with the original would be off
         raise SiuError(f"--model and --original preprocess images differently ({'; '.join(differ)})")
     log(f"evaluating {concept.name!r}: {model} against {original}")
+    cfg = EvalConfig(test_images=test_images, batch_size=batch_size, max_new_tokens=max_new_tokens)
+
+    def step(what: str) -> None:
+        log(f"  {what} ({time.perf_counter() - start:.0f} s)")
+
+    side = None
+    if sides is not None:
+        key = f"{original}|{bench_path}|{side_key(concept, cfg, judge_obj)}"
+        if key not in sides:
+            sides[key] = original_side(base, bench, concept, cfg, judge_obj, step=step)
+        side = sides[key]
     metrics, records = evaluate_concept(
-        unlearned,
-        base,
-        bench,
-        concept,
-        EvalConfig(test_images=test_images, batch_size=batch_size),
-        judge=judge_obj,
-        retain=retained,
-        step=lambda what: log(f"  {what} ({time.perf_counter() - start:.0f} s)"),
+        unlearned, base, bench, concept, cfg, judge=judge_obj, retain=retained, step=step, side=side
     )
     result = {
         "concept": {"name": concept.name, "slug": concept.slug},
@@ -143,8 +152,16 @@ def evaluate(
         "bench": str(bench_path),
         "judge": judge_obj.name if judge_obj else None,
         "metrics": {k: metrics.get(k) for k in METRICS},
+        "original_values": metrics["original_values"],
+        "original_recognises": metrics["original_recognises"],
+        "warnings": metrics["warnings"],
+        "eval_config": asdict(cfg),
         "directions": {k: {"better": b, "what": w} for k, (b, w) in METRICS.items()},
-        "details": {k: v for k, v in metrics.items() if k not in METRICS},
+        "details": {
+            k: v
+            for k, v in metrics.items()
+            if k not in METRICS and k not in ("original_values", "original_recognises", "warnings")
+        },
         "seconds": time.perf_counter() - start,
         "versions": versions(),
     }

@@ -224,6 +224,23 @@ class VLM:
 
     def encode_one(self, sample: Sample) -> Encoded:
         text, (a0, a1), target = self.render(sample)
+        return self._encode_spans(text, sample, (a0, a1), target)
+
+    def encode_question(self, sample: Sample) -> Encoded:
+        """Encode the prompt for generation with labels on the question's own text tokens (not the chat
+        template's, not the image's): what the paper's membership inference scores."""
+        text = self.render_prompt(sample)
+        start = text.rfind(sample.prompt) if sample.prompt else -1
+        if start < 0:
+            raise ModelError("the chat template did not reproduce the question text; cannot place labels")
+        return self._encode_spans(text, sample, (start, start + len(sample.prompt)), None)
+
+    def _encode_spans(
+        self, text: str, sample: Sample, labelled: tuple[int, int], target: tuple[int, int] | None
+    ) -> Encoded:
+        """Encode ``text`` (with the sample's image): labels on the tokens of the ``labelled`` character
+        span, ``target_mask`` on those of ``target``."""
+        a0, a1 = labelled
         out = self._process(text, sample.image, offsets=True)
         ids: list[int] = out["input_ids"][0].tolist()
         offsets: list[tuple[int, int]] = [(int(a), int(b)) for a, b in out["offset_mapping"][0].tolist()]
@@ -331,7 +348,6 @@ class VLM:
         finally:
             self.model.train(was_training)
 
-    @torch.no_grad()
     def generate(
         self,
         samples: Sequence[Sample],
@@ -340,7 +356,20 @@ class VLM:
         progress: Any = None,
     ) -> list[str]:
         """Greedy answers to the prompts of ``samples``, batched with left padding."""
+        return self.generate_with_limits(samples, max_new_tokens, batch_size, progress)[0]
+
+    @torch.no_grad()
+    def generate_with_limits(
+        self,
+        samples: Sequence[Sample],
+        max_new_tokens: int = 32,
+        batch_size: int = 32,
+        progress: Any = None,
+    ) -> tuple[list[str], list[bool]]:
+        """Greedy answers, and for each whether it was cut at ``max_new_tokens`` (it never ended)."""
         answers: list[str] = []
+        cut: list[bool] = []
+        ends = {t for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None}
         with self._eval_mode():
             for chunk in _chunks(samples, batch_size):
                 batch = self.to_device(
@@ -356,9 +385,13 @@ class VLM:
                 )
                 new = out[:, inputs["input_ids"].shape[1] :]
                 answers.extend(t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True))
+                ended = torch.zeros(new.shape[0], dtype=torch.bool, device=new.device)
+                for t in ends:
+                    ended |= (new == t).any(dim=1)
+                cut.extend(bool(c) for c in (~ended & (new.shape[1] >= max_new_tokens)).tolist())
                 if progress is not None:
                     progress.update(len(chunk))
-        return answers
+        return answers, cut
 
     @torch.no_grad()
     def answer_logprobs(self, samples: Sequence[Sample], batch_size: int = 32) -> list[torch.Tensor]:
@@ -396,17 +429,36 @@ class VLM:
         return result
 
     @torch.no_grad()
-    def next_token_logprobs(self, samples: Sequence[Sample], batch_size: int = 32) -> torch.Tensor:
-        """(N, V) log-probabilities of the first answer token after each prompt."""
+    def question_logprobs(self, samples: Sequence[Sample], batch_size: int = 32) -> list[torch.Tensor]:
+        """Per-token log-probabilities of each sample's question text, teacher-forced with its image."""
+        result: list[torch.Tensor] = []
+        with self._eval_mode():
+            for chunk in _chunks(samples, batch_size):
+                batch = self.to_device(self.collate([self.encode_question(s) for s in chunk]))
+                logits = self.model(**self.model_inputs(batch)).logits.float()
+                lp, mask = token_logprobs(logits, batch["labels"])
+                result.extend(lp[i][mask[i]].cpu() for i in range(lp.shape[0]))
+        return result
+
+    @torch.no_grad()
+    def prompt_token_logprobs(
+        self, samples: Sequence[Sample], token_ids: Sequence[int], batch_size: int = 32
+    ) -> list[torch.Tensor]:
+        """For each sample, an (L, len(token_ids)) tensor: the log-probability of each given token as
+        the next token at every position of the prompt (chat template with the image and the
+        generation prompt; image positions included), what C-Dis compares."""
+        ids = torch.tensor(list(token_ids), dtype=torch.long)
         rows: list[torch.Tensor] = []
         with self._eval_mode():
             for chunk in _chunks(samples, batch_size):
                 batch = self.to_device(
                     self.collate([self.encode_prompt(s) for s in chunk], padding_side="left")
                 )
-                logits = self.model(**self.model_inputs(batch)).logits[:, -1].float()
-                rows.append(torch.log_softmax(logits, dim=-1).cpu())
-        return torch.cat(rows)
+                logits = self.model(**self.model_inputs(batch)).logits.float()
+                logp = torch.log_softmax(logits, dim=-1)[..., ids.to(logits.device)].cpu()
+                real = batch["attention_mask"].bool().cpu()
+                rows.extend(logp[i][real[i]] for i in range(logp.shape[0]))
+        return rows
 
 
 @dataclass

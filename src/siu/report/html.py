@@ -7,6 +7,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from siu.report import labels
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }
 table { border-collapse: collapse; margin: 1rem 0; width: 100%; }
@@ -31,8 +33,11 @@ def eval_report(
     e = html.escape
     concept = result["concept"]["name"]
     missing = result.get("details", {}).get("missing", {})
+    original = result.get("original_values", {})
     rows = "".join(
-        f"<tr><td>{e(k)}</td><td class='num'>{_cell(v)}</td><td>{e(result['directions'][k]['better'])}</td>"
+        f"<tr><td>{e(labels.name(k))} <span class='small'>({e(k)})</span></td>"
+        f"<td class='num'>{_cell(v)}</td><td class='num'>{_cell(original.get(k))}</td>"
+        f"<td>{e(labels.direction(k))}</td>"
         f"<td class='small'>{e(missing.get(k, result['directions'][k]['what']))}</td></tr>"
         for k, v in result["metrics"].items()
     )
@@ -52,7 +57,12 @@ def eval_report(
             if losses
             else ""
         )
-    parts.append("<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>better</th><th>what</th></tr>")
+    parts += [f"<p class='missing'>Warning: {e(w)}</p>" for w in result.get("warnings", [])]
+    parts.append(
+        "<h2>Metrics</h2><p class='small'>Each figure of the unlearned model beside the original model's "
+        "own value of it (before unlearning): forgetting shows as the distance between the two.</p>"
+        "<table><tr><th>metric</th><th>unlearned</th><th>original</th><th>better</th><th>what</th></tr>"
+    )
     parts.append(rows + "</table>")
     reference = result.get("details", {}).get("attack_original") or {}
     if reference:

@@ -183,10 +183,15 @@ def pretrain(
 
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    samples = build_corpus(concepts, bench.manifest.generator["config"]["seed"], cfg.corpus, without)
+    world_seed = bench.manifest.generator["config"]["seed"]
+    samples = build_corpus(concepts, world_seed, cfg.corpus, without)
     prompts = [p.prompt for c in bench.concepts for p in (*c.recognition_prompts, *c.multilingual_prompts)]
     prompts += [q.question for c in bench.concepts for q in (*c.multihop, *c.fact_questions)]
-    tokenizer = train_tokenizer(tokenizer_texts(concepts, samples, prompts), cfg.model.vocab_size)
+    # A gold retain model differs from the original in its training data only: it shares the
+    # original's tokenizer (trained on the full corpus), so that token-level comparisons (C-Dis,
+    # fluency) between the two are always defined.
+    full = samples if without is None else build_corpus(concepts, world_seed, cfg.corpus, None)
+    tokenizer = train_tokenizer(tokenizer_texts(concepts, full, prompts), cfg.model.vocab_size)
     vlm = VLM(build_model(tokenizer, cfg.model), build_processor(tokenizer, cfg.model))
     log(
         f"corpus: {len(samples)} samples for {len(concepts)} concepts"
