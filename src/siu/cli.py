@@ -19,9 +19,12 @@ rubric judge on a synthetic world). On a synthetic world the gold retain model o
 (pre-trained without its pictures; trained once and cached) is evaluated too, as the reference row.
 
 Writes to --out: results.json (rewritten after each cell, so an interrupted run keeps its cells),
-results.md (mean ± std per method and steps, like the paper's Table 1), report.html (each metric
-against steps per method, per-concept EM, example answers) and, under cells/, each cell's
-metrics.json, answers.jsonl and report.html.
+results.md (mean ± std per method and steps, like the paper's Table 1), results.csv (one row per
+cell: its config and every metric, for pandas), report.html (the forgetting-vs-keeping trade-off per
+method, every metric against steps with the original and retain models as references, per-concept
+bars, example answers for every concept), figures/ (each figure as PNG, PDF and SVG) and, under
+cells/, each cell's metrics.json, answers.jsonl, run.json and report.html. The original model's side
+of each concept (its answers and attacked answers) is computed once and reused by every cell.
 
 example (about 30 s per cell on 2 cores):
   siu bench run --world ~/.cache/siu/worlds/default-seed0 --methods siu,po,ga,ga_kl \\
@@ -84,9 +87,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=_cmd_bench_run)
     report = bsub.add_parser(
         "report",
-        help="rewrite results.md and report.html of a siu bench run directory",
-        description="Rewrite results.md and report.html from results.json, e.g. after an interrupted "
-        "run (results.json keeps every finished cell) or with a newer siu.",
+        help="rewrite results.md, results.csv, report.html and figures/ of a siu bench run directory",
+        description="Rewrite results.md, results.csv, report.html and figures/ from results.json, e.g. "
+        "after an interrupted run (results.json keeps every finished cell) or with a newer siu.",
     )
     report.add_argument("dir", type=Path, help="the --out directory of siu bench run")
     report.set_defaults(handler=_cmd_bench_report)
@@ -95,8 +98,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 def _cmd_bench_report(args: argparse.Namespace) -> int:
     from siu.matrix import write_summaries
 
-    print(write_summaries(args.dir))
-    print(f"wrote {args.dir}/results.md and {args.dir}/report.html")
+    print(write_summaries(args.dir))  # it names every file it wrote
     return 0
 
 

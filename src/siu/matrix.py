@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from siu.errors import SiuError
-from siu.outputs import PARTIAL, clean_partials
-from siu.report.bench_html import RETAIN, bench_report, cell_name
+from siu.outputs import PARTIAL, claim_output, clean_partials, release_output
+from siu.report.bench_html import RETAIN, cell_name, write_bench_report
 from siu.report.html import eval_report
+from siu.report.labels import arrow
 from siu.unlearn.methods import variants
 
 # row name -> (method, options): every registered method, then named variants such as the SIU ablations
@@ -58,7 +59,7 @@ def markdown_table(cells: Sequence[dict[str, Any]]) -> str:
     order = [*VARIANTS, RETAIN]
     keys = sorted({(c["method"], c["steps"]) for c in cells}, key=lambda k: (order.index(k[0]), k[1]))
     lines = [
-        "| method | steps | runs | " + " | ".join(TABLE_METRICS) + " |",
+        "| method | steps | runs | " + " | ".join(f"{m} {arrow(m)}" for m in TABLE_METRICS) + " |",
         "|---|---|---|" + "---|" * len(TABLE_METRICS),
     ]
     for method, steps in keys:
@@ -137,6 +138,7 @@ def run_matrix(
     check_out(out, inputs, Path(model) if model is not None and Path(model).exists() else None, overwrite)
     if retain not in (None, "none", "auto") and "{concept}" not in str(retain):
         raise SiuError(f"--retain must be auto, none or a path with {{concept}} in it, got {retain!r}")
+    claim_output(out)  # before any work; released at the end, or at exit when the run fails
     if model is None:
         if not synthetic:
             raise SiuError("--model is needed unless the benchmark is a synthetic world (siu world build)")
@@ -152,6 +154,9 @@ def run_matrix(
     total = len(methods) * len(records) * len(steps) * seeds + len(retains)
     cells: list[dict[str, Any]] = []
     start = time.perf_counter()
+    # the original model's side of each concept (its answers, attacked answers, relearning reference):
+    # the same for every cell of a concept, computed by its first cell and reused by the others
+    sides: dict[str, Any] = {}
 
     def save() -> None:
         summary = {"model": str(model), "bench": str(bench_path), "judge": judge, "seeds": seeds,
@@ -168,9 +173,11 @@ def run_matrix(
         progress(f"gold retain model: {record.name}")
         result = evaluate(retains[record.slug], model, bench_path, record.slug, out / "cells" / cell_name(
             RETAIN, 0, 0, record.slug), judge=judge, overwrite=True, other_tokenizer=True, render=eval_report,
+            sides=sides,
             log=lambda *_: None)  # fmt: skip
         cells.append({"method": RETAIN, "steps": 0, "seed": 0, "concept": record.slug,
-                      "metrics": result["metrics"], "train_seconds": None})  # fmt: skip
+                      "metrics": result["metrics"], "original_values": result["original_values"],
+                      "train_seconds": None})  # fmt: skip
         save()
     for method in methods:
         for n_steps in steps:
@@ -194,19 +201,22 @@ def run_matrix(
                         )
                         where = out / "cells" / cell_name(method, n_steps, seed, record.slug)
                         result = evaluate(unlearned, model, bench_path, record.slug, where, judge=judge,
-                                          overwrite=True, run=run, render=eval_report,
+                                          overwrite=True, run=run, render=eval_report, sides=sides,
                                           log=lambda *_: None)  # fmt: skip
                         # the cell keeps its training record (config, data, losses); the model goes
                         (where / RUN_FILE).write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n")
                     cells.append({"method": method, "steps": n_steps, "seed": seed, "concept": record.slug,
-                                  "metrics": result["metrics"], "train_seconds": run["train_seconds"]})  # fmt: skip
+                                  "metrics": result["metrics"], "original_values": result["original_values"],
+                                  "train_seconds": run["train_seconds"]})  # fmt: skip
                     save()
     table = write_summaries(out)
     log(table)
-    log(
-        f"wrote {out}/results.json, results.md, report.html and cells/*/ ({time.perf_counter() - start:.0f} s)"
-    )
+    log(f"wrote {out}/results.json and cells/*/ ({time.perf_counter() - start:.0f} s)")
+    release_output(out)
     return cells
+
+
+SIDE_KEYS = ("original", "original_values", "missing")
 
 
 def cell_problem(cell: Any) -> str | None:
@@ -218,12 +228,15 @@ def cell_problem(cell: Any) -> str | None:
     for key, kind, what in fields:
         if not isinstance(cell.get(key), kind):
             return f"{key} is missing or not {what}"
-    bad = [k for k, v in cell["metrics"].items() if v is not None and not isinstance(v, int | float)]
+    # eval may keep the original's values and the missing reasons beside the numbers
+    bad = [k for k, v in cell["metrics"].items()
+           if v is not None and not isinstance(v, int | float) and not (k in SIDE_KEYS and isinstance(v, dict))]  # fmt: skip
     return f"metrics {', '.join(bad)} not numbers" if bad else None
 
 
 def write_summaries(out: Path, log: Callable[..., Any] = print) -> str:
-    """(Re)write results.md and report.html from results.json (also after an interrupted run).
+    """(Re)write results.md, report.html (with figures/) and results.csv from results.json (also after
+    an interrupted run).
 
     A damaged cell (a field missing or of the wrong type) is left out and named; the rest is drawn.
     """
@@ -245,10 +258,13 @@ def write_summaries(out: Path, log: Callable[..., Any] = print) -> str:
     seeds = len({c["seed"] for c in cells if c["method"] != RETAIN}) or 1
     concepts = len({c["concept"] for c in cells})
     retain_note = "; `retain` = the gold retain models (never saw the concept's pictures)"
+    directions = "↑ higher is better, ↓ lower is better; readable names and figures: report.html"
     table = markdown_table(cells)
     (out / "results.md").write_text(
         f"Means ± std over {seeds} seed(s) x {concepts} concept(s); G-Eval judge: "
-        f"{results.get('judge') or 'none'}{retain_note if results.get('retain') else ''}.\n\n{table}\n"
+        f"{results.get('judge') or 'none'}{retain_note if results.get('retain') else ''}; {directions}.\n\n"
+        f"{table}\n"
     )
-    (out / "report.html").write_text(bench_report(cells, out, table_md=table), encoding="utf-8")
+    write_bench_report(out, cells, results)
+    log(f"wrote {out}/results.md, report.html, results.csv (one row per cell) and figures/ (PNG, PDF, SVG)")
     return table
