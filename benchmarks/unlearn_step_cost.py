@@ -97,7 +97,9 @@ def measure(name: str, model_dir: Any, world: Any, concept: str, steps: int, mem
     """One set-up: ``<method>``, ``ce <method>`` (CE on that method's data), or a SIU variant (see above)."""
     lora = "full" not in name
     data_method = get_method(next(w for w in name.replace("+copy", "").split() if w in method_names()))
-    cfg, _ = UnlearnConfig(method=data_method.name, profile="tiny", steps=steps, lora=lora).resolved("llava", 0)
+    cfg, _ = UnlearnConfig(method=data_method.name, profile="tiny", steps=steps, lora=lora).resolved(
+        "llava", 0
+    )
     method: Method = PlainCe() if name.startswith("ce") else data_method()
     vlm = VLM.load(model_dir)
     bench = load_benchmark(world)
@@ -200,7 +202,9 @@ def main() -> None:
     print(f"tiny LLaVA ({sum(p.numel() for p in VLM.load(model_dir).model.parameters()):,} parameters), "
           f"concept {concept}, {args.steps} steps, {torch.get_num_threads()} threads")  # fmt: skip
     print(format_table(["set-up", "step ms", "time / CE", "once ms", "peak MiB", "peak / CE"], rows))
-    print("goals (methods with a reference): step time / CE <= 1.25, peak memory / CE <= 1.15; no second copy")
+    print(
+        "goals (methods with a reference): step time / CE <= 1.25, peak memory / CE <= 1.15; no second copy"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ and print the means over concepts (and how many concepts met all three goals).
     python scripts/unlearn_acceptance.py                      # default world, cached model ($SIU_HOME)
     python scripts/unlearn_acceptance.py --micro --methods siu,siu_no_vocab_mask --concepts tesquo-velrix
     python scripts/unlearn_acceptance.py --methods siu --world-seed 1 --lr 7e-4  # another world
+    python scripts/unlearn_acceptance.py --methods npo --lr 3e-4 --set retain_weight=2  # a sweep point
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from siu.bench.load import load_benchmark
 from siu.eval.forgetting import (
@@ -57,7 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--images", type=int, default=8, help="held-out recognition questions per concept")
     ap.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="OPTION=VALUE",
+        help="a method option for every method run (e.g. --set npo_beta=0.2 --set retain_weight=2); "
+        "the value is read as YAML (numbers, true/false)",
+    )
     args = ap.parse_args(argv)
+    extra: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            ap.error(f"--set wants OPTION=VALUE, got {item!r}")
+        extra[key.strip()] = yaml.safe_load(value)
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in VARIANTS]
@@ -79,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = Path(tmp) / f"{variant}-{slug}"
                 name, options = VARIANTS[variant]
                 cfg = UnlearnConfig(
-                    method=name, options=options, steps=args.steps, lr=args.lr, seed=args.seed
+                    method=name, options={**options, **extra}, steps=args.steps, lr=args.lr, seed=args.seed
                 )
                 run = unlearn(model, slug, None, world, cfg, out, progress=False, log=lambda *_: None)
                 after, _ = concept_scores(VLM.load(out), probes)
@@ -89,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                         "variant": variant,
                         "steps": run["config"]["steps"],
                         "lr": run["config"]["lr"],
+                        "options": extra,
                         **summary,
                     }
                 )

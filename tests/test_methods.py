@@ -173,3 +173,19 @@ def test_mmunlearner_updates_only_its_salient_weights(
     changed = sum(int((before[k] != after[k]).sum()) for k in trained)
     total = sum(before[k].numel() for k in trained)
     assert 0 < changed <= share * total + 1  # masked weights are exactly as they were
+
+
+def test_a_methods_profile_defaults_come_from_its_sweep_and_the_user_wins() -> None:
+    from siu.unlearn.config import UnlearnConfig
+
+    tiny, name = UnlearnConfig(method="graddiff").resolved("llava", 1_000_000)
+    assert name == "tiny" and tiny.lr == 6e-4 and tiny.method_instance().options.retain_weight == 3.0
+    mine, _ = UnlearnConfig(method="graddiff", lr=1e-3, options={"retain_weight": 1.0}).resolved(
+        "llava", 10**6
+    )
+    assert mine.lr == 1e-3 and mine.method_instance().options.retain_weight == 1.0
+    paper, name = UnlearnConfig(method="graddiff").resolved("llava", 7 * 10**9)
+    assert name == "paper" and paper.method_instance().options.retain_weight == 1.0 and paper.lr != 6e-4
+    # a subclass with its own overrides does not inherit its parent's
+    mm, _ = UnlearnConfig(method="mmunlearner").resolved("llava", 1_000_000)
+    assert mm.method_instance().options.retain_weight == 1.0 and mm.lora is False

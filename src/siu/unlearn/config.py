@@ -153,9 +153,12 @@ class UnlearnConfig:
             name, base = ("tiny" if n_params < TINY_PARAMS else "paper"), profile_for(model_type, n_params)
         else:
             name, base = self.profile, dict(TINY_PROFILE if self.profile == "tiny" else PAPER_PROFILE)
-        base.update(get_method(self.method).profile_overrides.get(name, {}))
+        overrides = dict(get_method(self.method).profile_overrides.get(name, {}))
+        # the method's own options may have a profile's fair default too; the user's options win
+        options = {**overrides.pop("options", {}), **self.options}
+        base.update(overrides)
         values = {k: (base[k] if getattr(self, k) is None else getattr(self, k)) for k in PROFILE_FIELDS}
-        return dataclasses.replace(self, **values), name
+        return dataclasses.replace(self, options=options, **values), name
 
     def record(self) -> dict[str, Any]:
         """JSON-ready, with every option of the method (the defaults too), as ``run.json`` keeps it."""

@@ -100,7 +100,8 @@ class Method:
     reference: ClassVar[bool] = False
     vocab_mask: ClassVar[bool] = False  # the loss needs K_V (the concept's name tokens)
     parts: ClassVar[dict[str, Part]]
-    # training values that differ from a profile's for this method, e.g. {"tiny": {"lr": 5e-4}} (a
+    # training values that differ from a profile's for this method, e.g. {"tiny": {"lr": 5e-4}}, and
+    # its own options' defaults under that profile, {"tiny": {"options": {"retain_weight": 3.0}}} (a
     # method's fair default on the synthetic world's model, from a documented sweep)
     profile_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
     signed: ClassVar[tuple[str, ...]] = ()  # options that may be negative

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -28,6 +28,10 @@ class GradDiff(Method):
     name = "graddiff"
     summary = "GradDiff: gradient ascent on the forget set + cross-entropy on the retain set"
     Options = GradDiffOptions
+    # the tiny model's fair default, from the sweep on the default world (docs/results/method-sweep.md)
+    profile_overrides: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"lr": 6e-4, "options": {"retain_weight": 3.0}}
+    }
     data = "forget_retain"
     parts: ClassVar[dict[str, Part]] = {
         "forget": Part("forget", "tokens"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -31,6 +31,8 @@ class Npo(Method):
     name = "npo"
     summary = "NPO: negative preference optimisation on the forget set + retain cross-entropy"
     Options = NpoOptions
+    # the tiny model's fair default, from the sweep on the default world (docs/results/method-sweep.md)
+    profile_overrides: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {"options": {"retain_weight": 3.0}}}
     data = "forget_retain"
     reference = True
     positive = ("npo_beta",)

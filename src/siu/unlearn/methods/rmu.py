@@ -48,6 +48,8 @@ class Rmu(Method):
 
     name = "rmu"
     summary = "RMU: steer a middle layer's hidden states on the forget set to a random direction"
+    # the tiny model's fair default, from the sweep on the default world (docs/results/method-sweep.md)
+    profile_overrides: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {"lr": 3e-3}}
     Options = RmuOptions
     data = "forget_retain"
     reference = True
