@@ -35,7 +35,10 @@ def test_mia_scores_each_answer_against_the_original_answer_to_the_same_question
     original = ["", "born in Tenvar", "the blue river", "a red hat"]
     out, records = _mia(original, list(original), [[-1.0]] * 4, [-1.0] * 4)
     assert out["mia_rouge_l"] == 1.0
-    assert (out["mia_questions"], out["mia_kept"], out["mia_counted"]) == (4, 4, 3)
+    # the empty original answer: nothing to recall, so not kept (it would count as "forgotten")
+    assert (out["mia_questions"], out["mia_answered_by_original"], out["mia_kept"], out["mia_counted"]) == (
+        4, 3, 3, 3,
+    )  # fmt: skip
     assert [r["answer"] for r in records] == [r["original"] for r in records]
 
 
@@ -55,6 +58,8 @@ def test_mia_with_every_recall_at_zero_is_zero_and_with_none_kept_is_missing() -
     assert out["mia_rouge_l"] == 0.0 and out["mia_kept"] == 1
     out, _ = _mia(["the blue river"], ["the blue river"], [[-3.0]], [-1.0])
     assert out["mia_rouge_l"] is None and out["mia_kept"] == 0
+    out, _ = _mia([""], ["the blue river"], [[-1.0]], [-1.0])  # the original said nothing: not measured
+    assert out["mia_rouge_l"] is None and out["mia_answered_by_original"] == 0
 
 
 class _Replies:

@@ -51,7 +51,8 @@ def test_original_against_itself(micro_world: tuple[Path, Path], tmp_path: Path,
     n_tests = len(load_benchmark(world).concept(CONCEPT).test_images)
     assert detail["prompt"] and len(detail["images"]) == n_tests  # every test image by default
     assert detail["positions"] > 10 and all(t["mean_distance"] == 0.0 for t in detail["tokens"].values())
-    assert result["details"]["mia_kept"] == result["details"]["mia_questions"]  # the same model: ratio 1
+    details = result["details"]
+    assert details["mia_kept"] == details["mia_answered_by_original"] > 0  # the same model: ratio 1
     assert result["details"]["answers_at_limit"] <= 0.1
     assert all(0.0 <= m[f"attack_{k}"] <= 1.0 for k in ("crop", "flip", "blur", "jpeg", "unseen_phrasing"))
     # the original names its concept (EM near 0, the judge agrees), keeps its facts, answers in other

@@ -146,26 +146,29 @@ def relearned(vlm: VLM, samples: list[Sample], seed: int = 0) -> Iterator[list[f
 
     base = vlm.model
     trainable = [p.requires_grad for p in base.parameters()]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the LoRA initialisation; the caller's random state is left alone
+    # The whole attack under one seed (LoRA initialisation and dropout): the same figure whatever ran
+    # before it (siu bench run reuses the original's side), and the caller's random state left alone.
+    devices = [vlm.device.index or 0] if vlm.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
         peft_model = prepare_trainable(base, dataclasses.replace(cfg, lora=True))
-    try:
-        log = train(
-            peft_model,
-            batches,
-            loss_fn,
-            TrainConfig(
-                steps=cfg.steps,
-                lr=cfg.lr,
-                warmup_ratio=cfg.warmup_ratio or 0.0,
-                schedule=cfg.schedule or "cosine",
-            ),
-            desc="relearning attack",
-            progress=False,
-        )
-        yield [r["loss"] for r in log.losses]
-    finally:
-        peft_model.unload()  # removes the LoRA layers without merging them: the weights are as before
-        for p, flag in zip(base.parameters(), trainable, strict=True):
-            p.requires_grad_(flag)
-        base.eval()
+        try:
+            log = train(
+                peft_model,
+                batches,
+                loss_fn,
+                TrainConfig(
+                    steps=cfg.steps,
+                    lr=cfg.lr,
+                    warmup_ratio=cfg.warmup_ratio or 0.0,
+                    schedule=cfg.schedule or "cosine",
+                ),
+                desc="relearning attack",
+                progress=False,
+            )
+            yield [r["loss"] for r in log.losses]
+        finally:
+            peft_model.unload()  # removes the LoRA layers without merging them: the weights are as before
+            for p, flag in zip(base.parameters(), trainable, strict=True):
+                p.requires_grad_(flag)
+            base.eval()

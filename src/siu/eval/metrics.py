@@ -299,8 +299,12 @@ class OriginalSide:
     answers_at_limit: float = float("nan")
 
 
-def side_key(concept: Concept, cfg: EvalConfig, judge: Judge | None) -> str:
-    return f"{concept.slug}|{sorted(asdict(cfg).items())}|{judge.name if judge else None}"
+def side_key(concept: Concept, cfg: EvalConfig, judge: Judge | None, original: VLM | None = None) -> str:
+    """What an original's side depends on: the concept, the config, the judge (and where it is), the
+    original model (by its path; ``siu eval`` adds the benchmark's)."""
+    where = getattr(judge, "base_url", "") if judge else ""
+    model = original.path if original is not None else None
+    return f"{concept.slug}|{sorted(asdict(cfg).items())}|{judge.name if judge else None}|{where}|{model}"
 
 
 def _g_eval(
@@ -342,9 +346,11 @@ def original_side(
     answers: dict[str, list[str]] = {}
     records: list[dict[str, Any]] = []
     values: dict[str, float | None] = dict(BY_DEFINITION)
-    for key, probes_of in (("efficacy", pr.efficacy), ("generality", pr.generality), ("facts", pr.facts),
-                           ("multilingual", pr.multilingual), ("multihop", pr.multihop)):  # fmt: skip
+    for key, probes_of in (("efficacy", pr.efficacy), ("generality", pr.generality), ("facts", pr.facts)):
         answers[key] = gen([s for s, _, _ in probes_of])
+    # batched exactly as for the unlearned model: other padding could flip a greedy answer
+    both = gen([s for s, _, _ in pr.multilingual + pr.multihop])
+    answers["multilingual"], answers["multihop"] = both[: len(pr.multilingual)], both[len(pr.multilingual) :]
     values["efficacy_em"] = _em(_records("efficacy_em", pr.efficacy, answers["efficacy"])[0])
     hits, _ = _records("generality_em", pr.generality, answers["generality"])
     values["generality_em"] = _em(hits)
@@ -403,7 +409,7 @@ def original_side(
     records += recs
     answers["specificity"] = gen([p[0] for _, p in pr.specificity])
     return OriginalSide(
-        key=side_key(concept, cfg, judge),
+        key=side_key(concept, cfg, judge, original),
         answers=answers,
         c_dis_logprobs=c_dis,
         c_dis_pieces=pieces,
@@ -519,11 +525,12 @@ def evaluate_concept(
     out.update(paper)
     if out["mia_rouge_l"] is None:
         missing["mia_rouge_l"] = (
-            f"no multi-hop question passed the Min-K% ratio filter (0 of {out['mia_questions']}): the "
+            f"no multi-hop question passed the Min-K% ratio filter (0 of the "
+            f"{out['mia_answered_by_original']} the original answered, of {out['mia_questions']}): the "
             f"unlearned model's Min-K% of every question moved by more than x{MIA_RATIO}"
         )
     out.update(_mia_auc(unlearned, pr.members, pr.controls, cfg))
-    out["mia_auc_original"] = side.mia_auc
+    out["mia_auc_original"] = dict(side.mia_auc)
     if retain is not None:
         out["mia_auc_retain"] = _mia_auc(retain, pr.members, pr.controls, cfg)
     else:
@@ -630,16 +637,19 @@ def _mia_paper(
     samples = [s for s, _, _ in pr.multihop]
     mine = [min_k_prob(lp, MIN_K) for lp in unlearned.question_logprobs(samples, batch_size=cfg.batch_size)]
     records = []
-    kept = 0
+    kept = comparable = 0
     counted: list[float] = []
     for (s, _, _), orig_mk, my_mk, orig, answer in zip(
         pr.multihop, side.question_min_k, mine, side.answers["multihop"], answers, strict=True
     ):
+        recall = rouge_l_recall(answer, orig)
+        if math.isnan(recall):  # the original answered nothing: nothing to recall, nothing measured
+            continue
+        comparable += 1
         ratio = my_mk / orig_mk if orig_mk else (1.0 if my_mk == orig_mk else math.inf)
         if not 1 / MIA_RATIO < ratio < MIA_RATIO:
             continue
         kept += 1
-        recall = rouge_l_recall(answer, orig)  # nan for an empty original answer: nothing to recall
         if recall > MIA_RECALL_FLOOR:
             counted.append(recall)
         records.append(
@@ -649,8 +659,8 @@ def _mia_paper(
     value: float | None = None
     if kept:
         value = _mean(counted) if counted else 0.0
-    return {"mia_rouge_l": value, "mia_questions": len(samples), "mia_kept": kept,
-            "mia_counted": len(counted)}, records  # fmt: skip
+    return {"mia_rouge_l": value, "mia_questions": len(samples), "mia_answered_by_original": comparable,
+            "mia_kept": kept, "mia_counted": len(counted)}, records  # fmt: skip
 
 
 def _mia_auc(

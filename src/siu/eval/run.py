@@ -137,7 +137,7 @@ def evaluate(
 
     side = None
     if sides is not None:
-        key = f"{original}|{bench_path}|{side_key(concept, cfg, judge_obj)}"
+        key = f"{bench_path}|{side_key(concept, cfg, judge_obj, base)}"
         if key not in sides:
             sides[key] = original_side(base, bench, concept, cfg, judge_obj, step=step)
         side = sides[key]

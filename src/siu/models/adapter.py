@@ -369,7 +369,12 @@ class VLM:
         """Greedy answers, and for each whether it was cut at ``max_new_tokens`` (it never ended)."""
         answers: list[str] = []
         cut: list[bool] = []
-        ends = {t for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None}
+        # every token generation stops on (chat models end a turn with e.g. <|im_end|>), and padding
+        stops = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        stops = list(stops) if isinstance(stops, (list, tuple)) else [stops]
+        ends = {
+            t for t in (*stops, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None
+        }
         with self._eval_mode():
             for chunk in _chunks(samples, batch_size):
                 batch = self.to_device(
