@@ -40,11 +40,16 @@ def _timed(fn: object, *args: object, **kwargs: object) -> tuple[float, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--world", type=Path, default=None, help="a synthetic world (with --model)")
+    ap.add_argument("--model", type=Path, default=None, help="its pre-trained model, used as it is")
     ap.add_argument("--micro", action="store_true", help="the micro world's model")
     ap.add_argument("--prompts", type=int, default=96, help="prompts answered each way (96)")
     args = ap.parse_args()
     quiet_transformers()
-    world, model, _ = ensure_world_and_model(micro=args.micro)
+    if args.model is not None and args.world is not None:  # a model pre-trained earlier, as it is
+        world, model = args.world, args.model
+    else:
+        world, model, _ = ensure_world_and_model(micro=args.micro)
     bench = load_benchmark(world)
     vlm = VLM.load(model)
     probes = build_probes(bench, recognition_per_concept=8, kinds=("recognition",))[: args.prompts]

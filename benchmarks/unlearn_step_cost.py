@@ -31,6 +31,7 @@ import contextlib
 import copy
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -171,12 +172,17 @@ def baseline_of(name: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--world", type=Path, default=None, help="a synthetic world (with --model)")
+    ap.add_argument("--model", type=Path, default=None, help="its pre-trained model, used as it is")
     ap.add_argument("--micro", action="store_true", help="the micro world's model (faster to build)")
     ap.add_argument("--repeats", type=int, default=3, help="rounds over all set-ups; the best is kept")
     ap.add_argument("--methods", default=",".join(method_names()), help="comma list (default: every method)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    world, model_dir, _ = ensure_world_and_model(micro=args.micro)
+    if args.model is not None and args.world is not None:  # a model pre-trained earlier, as it is
+        world, model_dir = args.world, args.model
+    else:
+        world, model_dir, _ = ensure_world_and_model(micro=args.micro)
     concept = load_benchmark(world).concepts[0].slug
     methods = [get_method(m).name for m in args.methods.split(",") if m.strip()]
     names = [n for m in methods for n in (f"ce {m}", m)]
