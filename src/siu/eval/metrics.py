@@ -445,9 +445,9 @@ def evaluate_concept(
     pr = build_probes(bench, concept, cfg)
     if side is None:
         side = original_side(original, bench, concept, cfg, judge, pr, step)
-    elif side.key != side_key(concept, cfg, judge):
+    elif side.key != side_key(concept, cfg, judge, original):
         raise ValueError(
-            f"the original's side was computed for {side.key}, not {side_key(concept, cfg, judge)}"
+            f"the original's side was computed for {side.key}, not {side_key(concept, cfg, judge, original)}"
         )
     gen = _Generator(unlearned, cfg)
     records: list[dict[str, Any]] = list(side.records)
