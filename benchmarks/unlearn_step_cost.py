@@ -111,7 +111,9 @@ def measure(name: str, model_dir: Any, world: Any, concept: str, steps: int, mem
     vocab_mask = vocab_mask_for_names(vlm.tokenizer, record.names, vocab)
     torch.manual_seed(0)
     original = vlm.model
-    model = prepare_trainable(original, cfg)
+    # as the runner does: the hidden layer a method reads, adapters only up to it, then its prepare hook
+    layer = method.feature_layer(original)
+    model = prepare_trainable(original, cfg, upto=method.lora_upto(original))
     encoded = [vlm.encode_one(s.sample) for s in samples]
     metas = sample_meta(samples)
     schedule = batch_schedule(len(encoded), 32, steps, 0, groups_of(metas))
@@ -129,13 +131,14 @@ def measure(name: str, model_dir: Any, world: Any, concept: str, steps: int, mem
             reference = CopyReference(original if not lora else model.get_base_model())
             static += tensor_bytes(reference.copy)
         elif "adapter-off" in name:
-            reference = Reference("adapter_off")
+            reference = Reference("adapter_off", layer)
         elif method.reference:
-            reference = Reference("cached")
+            reference = Reference("cached", layer)
             t0 = time.perf_counter()
             with model.disable_adapter() if lora else contextlib.nullcontext():
                 reference.precompute(model, batches)
             precompute = time.perf_counter() - t0
+        method.prepare(model, batches, 0)
         times: list[float] = []
         last = [time.perf_counter()]
 
@@ -147,7 +150,7 @@ def measure(name: str, model_dir: Any, world: Any, concept: str, steps: int, mem
         train(
             model,
             iter(batches),
-            make_loss_fn(method, reference, vocab_mask),
+            make_loss_fn(method, reference, vocab_mask, layer),
             TrainConfig(steps=steps, lr=cfg.lr or 1e-3),
             progress=False,
             on_step=on_step,
