@@ -323,7 +323,7 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
     # the output is taken before any work; a dry run writes nothing, and under torchrun only rank 0 writes
     writes = not args.dry_run and os.environ.get("RANK", "0") == "0"
     if writes:  # never even a lock file inside an input
-        check_apart(args.out, [args.model, args.bench, args.image, cfg.overrides])
+        check_apart(args.out, [args.model, args.bench, args.image, cfg.overrides], model_dir=args.model)
     with output_claimed(args.out if writes else None):
         unlearn(
             args.model,

@@ -71,11 +71,15 @@ def check_writable(out: Path) -> None:
         raise SiuError(f"--out {out}: cannot write in {ancestor} ({err.strerror or err})") from None
 
 
-def check_apart(out: str | Path, inputs: Sequence[str | Path | None]) -> None:
-    """Refuse an output that is an input, inside one or around one (inputs that do not exist, or None,
-    are skipped). Commands call it before they claim ``out``, so that not even the claim's lock file is
-    put inside an input."""
+def check_apart(
+    out: str | Path, inputs: Sequence[str | Path | None], model_dir: str | Path | None = None
+) -> None:
+    """Refuse an output that is the input model directory or inside it, or that is an input, inside one
+    or around one (inputs that do not exist, or None, are skipped). Commands call it before they claim
+    ``out``, so that not even the claim's lock file is put inside an input."""
     resolved = Path(out).resolve()
+    if model_dir is not None and Path(model_dir).exists() and _inside(resolved, Path(model_dir).resolve()):
+        raise SiuError(f"--out {out} is the input model directory or inside it; choose another directory")
     for path in (Path(p) for p in inputs if p is not None and Path(p).exists()):
         if _inside(path.resolve(), resolved):
             raise SiuError(f"--out {out} contains the input {path}; choose another directory")
@@ -87,9 +91,7 @@ def check_out(out: Path, inputs: Sequence[Path], model_dir: Path | None, overwri
     """Refuse an output directory that would overwrite the model, the benchmark or anything unasked,
     or that could not be written at all."""
     resolved = out.resolve()
-    if model_dir is not None and _inside(resolved, model_dir.resolve()):
-        raise SiuError(f"--out {out} is the input model directory or inside it; choose another directory")
-    check_apart(out, inputs)
+    check_apart(out, inputs, model_dir)
     if resolved.exists() and not resolved.is_dir():
         raise SiuError(f"--out {out} exists and is not a directory")
     if resolved.is_dir() and any(resolved.iterdir()) and not overwrite:
