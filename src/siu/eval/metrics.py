@@ -89,7 +89,14 @@ MIA_RATIO = 1.15
 MIA_RECALL_FLOOR = 0.1  # the authors count a ROUGE-L recall at or below this as 0 and leave it out
 RECOGNISED_MIN = 0.5  # below this share of naming answers the original does not know C
 # key -> the original model's value by definition (it is the reference of these figures)
-BY_DEFINITION = {"c_dis": 0.0, "specificity": 100.0, "mia_rouge_l": 1.0}
+BY_DEFINITION = {
+    "c_dis": 0.0,
+    "specificity": 100.0,
+    "specificity_recognition": 1.0,
+    "specificity_vqa": 1.0,
+    "specificity_facts": 1.0,
+    "mia_rouge_l": 1.0,
+}
 MEMBER_TEXT = "This is {}."  # the answer whose likelihood on C's pictures the AUC attacks score
 
 Probe = tuple[Sample, str | None, list[str]]  # (sample, image file, targets)
