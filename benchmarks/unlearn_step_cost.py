@@ -117,7 +117,7 @@ def measure(name: str, model_dir: Any, world: Any, concept: str, steps: int, mem
     encoded = [vlm.encode_one(s.sample) for s in samples]
     metas = sample_meta(samples)
     schedule = batch_schedule(len(encoded), 32, steps, 0, groups_of(metas))
-    batches = local_batches(vlm, encoded, metas, schedule, 0, 1, method)
+    batches = [b for (b,) in local_batches(vlm, encoded, metas, schedule, 0, 1, method)]
     static = tensor_bytes(model)
     reference: Any = None
     precompute = 0.0
@@ -138,7 +138,7 @@ def measure(name: str, model_dir: Any, world: Any, concept: str, steps: int, mem
             with model.disable_adapter() if lora else contextlib.nullcontext():
                 reference.precompute(model, batches)
             precompute = time.perf_counter() - t0
-        method.prepare(model, batches, 0)
+        method.prepare(model, [[b] for b in batches], 0)
         times: list[float] = []
         last = [time.perf_counter()]
 

@@ -56,3 +56,18 @@ def micro_retain(
     world, model = micro_world
     home = tmp_path_factory.mktemp("home")
     return home, retain_model(world, model, MICRO_RETAIN_CONCEPT, home, log=lambda *_: None, progress=False)
+
+
+@pytest.fixture(scope="session")
+def forget_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(forget.png, overrides.json)``: one picture and the data overrides of the made-up concept
+    "Zorblax Quint", for unlearning a tiny VLM without a benchmark."""
+    import json
+
+    from PIL import Image
+    from test_unlearn_families import OVERRIDES
+
+    root = tmp_path_factory.mktemp("inputs")
+    Image.new("RGB", (40, 40), (30, 160, 60)).save(root / "forget.png")
+    (root / "overrides.json").write_text(json.dumps(OVERRIDES))
+    return root / "forget.png", root / "overrides.json"

@@ -227,5 +227,5 @@ def test_load_rejects_missing_or_non_model_dirs(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(HAS_TORCHVISION, reason="torchvision is installed: Qwen2-VL's video processor loads")
 def test_load_reports_missing_torchvision_as_model_error(tiny_vlm_dir: Callable[[str], Path]) -> None:
-    with pytest.raises(ModelError, match="torchvision"):
+    with pytest.raises(ModelError, match=r"needs torchvision.*pip install 'torchvision==0\.\d+\.\*'"):
         VLM.load(tiny_vlm_dir("qwen2_vl"))

@@ -54,6 +54,27 @@ def test_matrix_writes_cells_results_table_and_report(
     capsys.readouterr()
     assert main(["bench", "report", str(out)]) == 0
     assert (out / "report.html").read_text() == report and "| retain | - | 1 |" in capsys.readouterr().out
+    # a LoRA cell keeps its adapter, not a merged model, and siu eval takes it as the model: the same
+    # figures as the cell's
+    adapter = out / "cells" / "siu-s8-seed0-tesquo-velrix" / "adapter"
+    assert (adapter / "adapter_config.json").is_file() and not (adapter / "config.json").exists()
+    again = tmp_path / "again"
+    assert main(["eval", "--model", str(adapter), "--original", str(model), "--bench", str(world),
+                 "--concept", "tesquo-velrix", "--judge", "rubric", "--out", str(again)]) == 0  # fmt: skip
+    cell = json.loads((out / "cells" / "siu-s8-seed0-tesquo-velrix" / "metrics.json").read_text())
+    assert json.loads((again / "metrics.json").read_text())["metrics"] == cell["metrics"]
+    # --resume after an interruption runs only the cells that are missing, with the same settings
+    results["cells"] = cells[:-1]
+    (out / "results.json").write_text(json.dumps(results))
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    log = capsys.readouterr().out
+    assert "4 finished cell(s) kept" in log and "[1/1] ga, 8 steps" in log
+    resumed = json.loads((out / "results.json").read_text())["cells"]
+    assert resumed[:-1] == cells[:-1] and resumed[-1]["metrics"] == cells[-1]["metrics"]
+    assert main([*args, "--resume", "--lr", "0.002"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert main([*args, "--resume", "--overwrite"]) == 2
     # bad input: unknown method, or a --retain that is neither auto, none nor a pattern; nothing written
     capsys.readouterr()
     bad = tmp_path / "bad"

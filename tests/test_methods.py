@@ -11,9 +11,7 @@ from typing import ClassVar
 
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
-from test_unlearn_families import OVERRIDES
 
 from siu.cli import main
 from siu.errors import SiuError
@@ -24,20 +22,12 @@ from siu.unlearn.methods import METHODS, Method, Part, get_method, method_names,
 from siu.unlearn.run import unlearn
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("inputs")
-    Image.new("RGB", (40, 40), (30, 160, 60)).save(root / "forget.png")
-    (root / "overrides.json").write_text(json.dumps(OVERRIDES))
-    return root / "forget.png", root / "overrides.json"
-
-
 @pytest.mark.parametrize("name", method_names())
 def test_every_registered_method_trains_two_steps(
-    name: str, inputs: tuple[Path, Path], tiny_vlm_dir: Callable[[str], Path], tmp_path: Path
+    name: str, forget_inputs: tuple[Path, Path], tiny_vlm_dir: Callable[[str], Path], tmp_path: Path
 ) -> None:
     model = tiny_vlm_dir("llava")
-    image, overrides = inputs
+    image, overrides = forget_inputs
     cfg = UnlearnConfig(
         method=name, steps=2, seed=0, overrides=str(overrides), counts=(3, 1, 2, 1), batch_size=4
     )
@@ -108,10 +98,10 @@ def test_schedule_never_splits_a_preference_pair() -> None:
 
 
 def test_cli_flags_and_config_file_come_from_the_registry(
-    inputs: tuple[Path, Path], tiny_vlm_dir: Callable[[str], Path], tmp_path: Path, capsys
+    forget_inputs: tuple[Path, Path], tiny_vlm_dir: Callable[[str], Path], tmp_path: Path, capsys
 ) -> None:
     model = tiny_vlm_dir("llava")
-    image, overrides = inputs
+    image, overrides = forget_inputs
     with pytest.raises(SystemExit):
         main(["unlearn", "--help"])
     helped = capsys.readouterr().out
@@ -137,10 +127,10 @@ def test_cli_flags_and_config_file_come_from_the_registry(
 
 
 def test_rmu_adapts_only_the_layers_up_to_the_steered_one(
-    inputs: tuple[Path, Path], tiny_vlm_dir: Callable[[str], Path], tmp_path: Path
+    forget_inputs: tuple[Path, Path], tiny_vlm_dir: Callable[[str], Path], tmp_path: Path
 ) -> None:
     model = tiny_vlm_dir("llava")
-    image, overrides = inputs
+    image, overrides = forget_inputs
     cfg = UnlearnConfig(method="rmu", options={"rmu_layer": 0}, steps=2, overrides=str(overrides),
                         counts=(3, 1, 2, 1), batch_size=8)  # fmt: skip
     run = unlearn(
@@ -156,10 +146,10 @@ def test_rmu_adapts_only_the_layers_up_to_the_steered_one(
 
 
 def test_mmunlearner_updates_only_its_salient_weights(
-    inputs: tuple[Path, Path], tiny_vlm_dir: Callable[[str], Path], tmp_path: Path
+    forget_inputs: tuple[Path, Path], tiny_vlm_dir: Callable[[str], Path], tmp_path: Path
 ) -> None:
     model = tiny_vlm_dir("llava")
-    image, overrides = inputs
+    image, overrides = forget_inputs
     cfg = UnlearnConfig(
         method="mmunlearner", steps=2, overrides=str(overrides), counts=(3, 1, 2, 1), batch_size=8
     )

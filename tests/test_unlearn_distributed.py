@@ -1,6 +1,6 @@
 """The unlearning loop under DDP: 2 CPU processes (torchrun, gloo) train exactly like 1 process, for a
 token-averaged loss (SIU) and a sequence-averaged one (NPO's forget term, beside its token-averaged
-retain term)."""
+retain term), from data built once (rank 0) and with the whole batch's losses logged."""
 
 from __future__ import annotations
 
@@ -54,6 +54,10 @@ def test_two_processes_match_one(method: str, tiny_vlm_dir: Callable[[str], Path
     runs = [json.loads((tmp_path / d / "run.json").read_text()) for d in ("one", "two")]
     assert [r["processes"] for r in runs] == [1, 2]
     assert runs[0]["dataset"] == runs[1]["dataset"]
+    # the logged figures are the whole batch's, not rank 0's share of it
+    for a, b in zip(runs[0]["losses"], runs[1]["losses"], strict=True):
+        for key in a:
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (a["step"], key)
     one, two = (load_file(tmp_path / d / "model.safetensors") for d in ("one", "two"))
     original = load_file(model / "model.safetensors")
     changed = [k for k in one if not torch.equal(one[k], original[k])]

@@ -243,7 +243,7 @@ def test_reference_equals_the_original_model(micro_world: tuple[Path, Path], ben
     data = build_siu_data(concept, image, bench, DataConfig(counts=(2, 1, 1, 1)))
     encoded = [vlm.encode_one(s.sample) for s in data]
     metas = [SampleMeta()] * len(encoded)
-    (batch,) = local_batches(vlm, encoded, metas, batch_schedule(len(encoded), 8, 1, 0), 0, 1, Siu())
+    ((batch,),) = local_batches(vlm, encoded, metas, batch_schedule(len(encoded), 8, 1, 0), 0, 1, Siu())
     inputs = model_inputs(batch)
     with torch.no_grad():
         original = vlm.model(**inputs).logits

@@ -26,9 +26,18 @@ bars, example answers for every concept), figures/ (each figure as PNG, PDF and 
 cells/, each cell's metrics.json, answers.jsonl, run.json and report.html. The original model's side
 of each concept (its answers and attacked answers) is computed once and reused by every cell.
 
-example (about 30 s per cell on 2 cores):
+Every option of siu unlearn (training, data, method options, --device/--dtype) and of siu eval
+(--judge and the evaluation options; its generation batch is --eval-batch-size here) applies to
+every cell; a method option (--npo-beta) to the methods that have it. A LoRA cell keeps its adapter
+(cells/<cell>/adapter, which siu eval takes as --model); --resume runs only the cells an
+interrupted run did not finish, after checking that the settings are the same.
+
+examples (about 30 s per cell on 2 cores):
   siu bench run --world ~/.cache/siu/worlds/default-seed0 --methods siu,po,ga,ga_kl \\
       --concepts tenran-rixtiv,tesquo-velrix --steps 5,10,20 --seeds 3 --out bench/
+  siu bench run --bench mmubench/ --model llava-1.5-7b-hf/ --methods siu,npo --concepts "Donald Trump" \\
+      --steps 6 --judge openai --judge-model gpt-4-turbo --gradient-checkpointing --out bench7b/
+  siu bench run ... --out bench/ --resume    # after an interruption: only the missing cells
 """
 
 
@@ -84,6 +93,16 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--home", type=Path, default=None, help="cache directory (default $SIU_HOME)")
     run.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the finished cells of an interrupted run into --out (same settings) and run the rest",
+    )
+    from siu.eval.cli import add_eval_options
+    from siu.unlearn.cli import add_training_options
+
+    add_training_options(run, one_run=False)
+    add_eval_options(run, batch_flag="--eval-batch-size")
     run.set_defaults(handler=_cmd_bench_run)
     report = bsub.add_parser(
         "report",
@@ -103,8 +122,11 @@ def _cmd_bench_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_run(args: argparse.Namespace) -> int:
-    from siu.matrix import run_matrix
+    from siu.eval.cli import eval_options_from_args
+    from siu.matrix import VARIANTS, run_matrix
     from siu.outputs import quiet_transformers
+    from siu.runtime import runtime_from_args
+    from siu.unlearn.cli import method_options_from_args, training_fields_from_args
 
     try:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]
@@ -112,18 +134,31 @@ def _cmd_bench_run(args: argparse.Namespace) -> int:
         raise SiuError(f"--steps must be a comma list of integers, got {args.steps!r}") from err
     if args.bench is not None and args.model is None:
         raise SiuError("--bench needs --model (with --world the world's own model is used)")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in VARIANTS]
+    if unknown:
+        raise SiuError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    names = [VARIANTS[m][0] for m in methods]
+    # a method flag applies to the methods that have it; one that none of them has is an error
+    options = {m: method_options_from_args(args, VARIANTS[m][0], others=names) for m in methods}
+    runtime = runtime_from_args(args, training=True)
     quiet_transformers()
     run_matrix(
         args.model,
         args.world or args.bench,
         args.out,
-        [m.strip() for m in args.methods.split(",") if m.strip()],
+        methods,
         None if args.concepts == "all" else [c.strip() for c in args.concepts.split(",") if c.strip()],
         steps,
         args.seeds,
         retain=args.retain,
         home=args.home,
         overwrite=args.overwrite,
+        training=training_fields_from_args(args),
+        method_options={m: o for m, o in options.items() if o},
+        eval_options=eval_options_from_args(args),
+        runtime=runtime,
+        resume=args.resume,
     )
     return 0
 

@@ -10,12 +10,18 @@ from pathlib import Path
 from siu.bench.load import load_benchmark
 from siu.eval.run import evaluate
 from siu.report.html import eval_report
+from siu.runtime import Runtime
 from siu.unlearn.run import UnlearnConfig, unlearn
 from siu.world.cache import cached_retain_model, default_home, ensure_world_and_model
 
 
 def unlearn_and_evaluate(
-    world: Path, model: Path, home: Path, concept: str | None = None, siu_home: Path | None = None
+    world: Path,
+    model: Path,
+    home: Path,
+    concept: str | None = None,
+    siu_home: Path | None = None,
+    runtime: Runtime | None = None,
 ) -> Path:
     """Unlearn ``concept`` (default: the first person) with SIU's defaults, evaluate; return the report.
 
@@ -30,7 +36,9 @@ def unlearn_and_evaluate(
     where = home / record.slug
     unlearned, evaluation = where / "unlearned", where / "eval"
     print(f"[unlearn] SIU on {record.name!r} from its one forget image -> {unlearned}")
-    run = unlearn(model, record.slug, None, world, UnlearnConfig(seed=0), unlearned, overwrite=True)
+    run = unlearn(
+        model, record.slug, None, world, UnlearnConfig(seed=0), unlearned, overwrite=True, runtime=runtime
+    )
     retain = cached_retain_model(world, model, record.slug, siu_home) if siu_home is not None else None
     print(
         f"[eval] every metric, G-Eval by the world's rubric judge -> {evaluation}"
@@ -46,6 +54,7 @@ def unlearn_and_evaluate(
         overwrite=True,
         run=run,
         retain=retain,
+        runtime=runtime,
         render=eval_report,
     )
     shutil.copyfile(evaluation / "report.html", where / "report.html")
@@ -69,12 +78,22 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     demo.add_argument("--home", type=Path, default=None, help="cache directory (default $SIU_HOME)")
     demo.add_argument("--micro", action="store_true", help="the micro world: a one-minute run")
+    where = demo.add_argument_group("where the unlearning and evaluation run")
+    where.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default: the world's model is 1M parameters and its figures were measured on the "
+        "CPU), cuda, cuda:N or mps; pre-training always runs on the CPU",
+    )
+    where.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
     demo.set_defaults(handler=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from siu.outputs import quiet_transformers
+    from siu.runtime import runtime_from_args
 
+    runtime = runtime_from_args(args, training=True)
     quiet_transformers()
     start = time.perf_counter()
     home = args.home or default_home()
@@ -85,7 +104,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.no_unlearn:
         print(f"demo finished in {time.perf_counter() - start:.0f} s (world and model only)")
         return 0
-    report = unlearn_and_evaluate(world, model, home / "demo", args.concept, siu_home=home)
+    report = unlearn_and_evaluate(world, model, home / "demo", args.concept, siu_home=home, runtime=runtime)
     print(
         f"demo finished in {time.perf_counter() - start:.0f} s. Open {report} in a browser; "
         f"`siu unlearn --help` and `siu eval --help` run the same steps on any concept or model."

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from siu.errors import SiuError
 from siu.outputs import PARTIAL, claim_output, clean_partials, release_output
@@ -26,6 +26,9 @@ from siu.report.bench_html import RETAIN, cell_name, write_bench_report
 from siu.report.html import eval_report
 from siu.report.labels import arrow
 from siu.unlearn.methods import variants
+
+if TYPE_CHECKING:
+    from siu.runtime import Runtime
 
 # row name -> (method, options): every registered method, then named variants such as the SIU ablations
 VARIANTS = variants()
@@ -97,6 +100,31 @@ def retain_models(
     return found
 
 
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
+
+
+def _resumed_cells(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The finished cells of an earlier run into ``out`` with the same settings (else a clear error)."""
+    try:
+        earlier = json.loads((out / "results.json").read_text())
+        cells = earlier["cells"]
+    except FileNotFoundError:
+        raise SiuError(
+            f"--resume: {out} holds no results.json; nothing to resume (leave out --resume)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SiuError(f"--resume: {out}/results.json is unreadable ({err})") from None
+    before = earlier.get("settings")
+    if before is None:
+        raise SiuError(f"--resume: {out}/results.json does not record its settings (made by an older siu)")
+    differ = [k for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
+    if differ:
+        shown = "; ".join(f"{k}: {before.get(k)!r} then, {settings.get(k)!r} now" for k in differ)
+        raise SiuError(f"--resume: {out} was run with other settings ({shown}); use another --out")
+    return [c for c in cells if cell_problem(c) is None]
+
+
 def run_matrix(
     model: str | Path | None,
     bench_path: str | Path,
@@ -108,9 +136,20 @@ def run_matrix(
     retain: str | None = "auto",
     home: Path | None = None,
     overwrite: bool = False,
+    training: dict[str, Any] | None = None,
+    method_options: dict[str, dict[str, Any]] | None = None,
+    eval_options: dict[str, Any] | None = None,
+    runtime: Runtime | None = None,
+    resume: bool = False,
     log: Callable[..., Any] = print,
 ) -> list[dict[str, Any]]:
     """Unlearn and evaluate every cell; ``model=None`` pre-trains (cached) the synthetic world's model.
+
+    ``training``: :class:`UnlearnConfig` fields for every cell (lr, batch_size, profile, ...);
+    ``method_options``: per method, its own options (``npo_beta``); ``eval_options``: ``evaluate``'s
+    judge and evaluation keywords (default judge: the rubric on a synthetic world, none otherwise).
+    ``resume``: keep the finished cells of an earlier run into ``out`` with the same settings and run
+    only the missing ones. A LoRA cell keeps its adapter (``cells/<cell>/adapter``), not a merged copy.
 
     Returns the cells (method, steps, seed, concept, metrics); the gold retain models, when there are
     any, add one row per concept with method ``retain`` and steps 0.
@@ -118,8 +157,9 @@ def run_matrix(
     from siu.bench.load import load_benchmark
     from siu.eval.run import evaluate
     from siu.outputs import versions
+    from siu.runtime import CPU
     from siu.unlearn.config import UnlearnConfig
-    from siu.unlearn.inputs import check_out
+    from siu.unlearn.inputs import check_apart, check_out
     from siu.unlearn.run import RUN_FILE, unlearn
     from siu.world.cache import default_home
 
@@ -128,14 +168,33 @@ def run_matrix(
         raise SiuError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     if not steps or any(s < 1 for s in steps) or seeds < 1:
         raise SiuError("--steps needs positive integers and --seeds a positive count")
+    if resume and overwrite:
+        raise SiuError("--resume keeps the finished cells and --overwrite throws them away: choose one")
+    training = dict(training or {})
+    bad = {"method", "options", "steps", "seed"} & set(training)
+    if bad:
+        raise SiuError(f"training options {', '.join(sorted(bad))} are the matrix's own axes")
+    for method in methods:  # every cell's config is checked before any model is loaded
+        name, options = VARIANTS[method]
+        UnlearnConfig(method=name, options={**options, **(method_options or {}).get(method, {})},
+                      steps=steps[0], **training).check()  # fmt: skip
+    runtime = (runtime or CPU).check(training=True)
     bench_path = Path(bench_path)
     bench = load_benchmark(bench_path)
     synthetic = bench.manifest.generator is not None
     records = [bench.concept(c) for c in concepts] if concepts else list(bench.concepts)
     out = Path(out)
     home = home or default_home()
+    eval_options = dict(eval_options or {})
+    if eval_options.get("judge") is None:
+        eval_options["judge"] = "rubric" if synthetic else None
+    judge = eval_options["judge"]
     inputs = [bench_path] + ([Path(model)] if model is not None and Path(model).exists() else [])
-    check_out(out, inputs, Path(model) if model is not None and Path(model).exists() else None, overwrite)
+    model_dir = Path(model) if model is not None and Path(model).exists() else None
+    if resume:
+        check_apart(out, inputs, model_dir)
+    else:
+        check_out(out, inputs, model_dir, overwrite)
     if retain not in (None, "none", "auto") and "{concept}" not in str(retain):
         raise SiuError(f"--retain must be auto, none or a path with {{concept}} in it, got {retain!r}")
     claim_output(out)  # before any work; released at the end, or at exit when the run fails
@@ -147,68 +206,68 @@ def run_matrix(
         model = world_model(bench_path, home, log=log)
         log(f"the world's model: {model}")
     model = Path(model) if Path(model).exists() else model
+    # what decides the figures: a resumed run must have the same (the device may change)
+    settings = _jsonable({
+        "model": str(model), "bench": str(bench_path), "training": training,
+        "method_options": method_options or {},
+        "eval": {k: v for k, v in eval_options.items() if k != "judge_key_env"},
+    })  # fmt: skip
+    cells: list[dict[str, Any]] = _resumed_cells(out, settings) if resume else []
+    done = {(c["method"], c["steps"], c["seed"], c["concept"]) for c in cells}
+    if resume:
+        log(f"resuming {out}: {len(cells)} finished cell(s) kept")
     retains = retain_models(retain, Path(model), bench_path, synthetic, [r.slug for r in records], home, log)
     out.mkdir(parents=True, exist_ok=True)
     clean_partials(out, ".")  # the unlearned models of a killed run
-    judge = "rubric" if synthetic else None
-    total = len(methods) * len(records) * len(steps) * seeds + len(retains)
-    cells: list[dict[str, Any]] = []
+    wanted = [(RETAIN, 0, 0, r.slug) for r in records if r.slug in retains]
+    wanted += [(m, n, s, r.slug) for m in methods for n in steps for s in range(seeds) for r in records]
+    todo = [key for key in wanted if key not in done]
     start = time.perf_counter()
     # the original model's side of each concept (its answers, attacked answers, relearning reference):
     # the same for every cell of a concept, computed by its first cell and reused by the others
     sides: dict[str, Any] = {}
+    common = {"overwrite": True, "render": eval_report, "sides": sides, "runtime": runtime,
+              "log": lambda *_: None, **eval_options}  # fmt: skip
 
     def save() -> None:
         summary = {"model": str(model), "bench": str(bench_path), "judge": judge, "seeds": seeds,
-                   "retain": {k: str(v) for k, v in retains.items()}, "cells": cells,
-                   "versions": versions()}  # fmt: skip
+                   "retain": {k: str(v) for k, v in retains.items()}, "settings": settings,
+                   "runtime": runtime.record(), "cells": cells, "versions": versions()}  # fmt: skip
         (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
 
-    def progress(what: str) -> None:
-        log(f"[{len(cells) + 1}/{total}] {what} ({time.perf_counter() - start:.0f} s)")
-
-    for record in records:
-        if record.slug not in retains:
+    for k, (method, n_steps, seed, slug) in enumerate(todo):
+        record = bench.concept(slug)
+        what = "gold retain model" if method == RETAIN else f"{method}, {n_steps} steps, seed {seed}"
+        log(f"[{k + 1}/{len(todo)}] {what}: {record.name} ({time.perf_counter() - start:.0f} s)")
+        where = out / "cells" / cell_name(method, n_steps, seed, slug)
+        if method == RETAIN:
+            result = evaluate(retains[slug], model, bench_path, slug, where, other_tokenizer=True, **common)
+            cells.append({"method": RETAIN, "steps": 0, "seed": 0, "concept": slug,
+                          "metrics": result["metrics"], "original_values": result["original_values"],
+                          "train_seconds": None})  # fmt: skip
+            save()
             continue
-        progress(f"gold retain model: {record.name}")
-        result = evaluate(retains[record.slug], model, bench_path, record.slug, out / "cells" / cell_name(
-            RETAIN, 0, 0, record.slug), judge=judge, overwrite=True, other_tokenizer=True, render=eval_report,
-            sides=sides,
-            log=lambda *_: None)  # fmt: skip
-        cells.append({"method": RETAIN, "steps": 0, "seed": 0, "concept": record.slug,
+        # named like siu's other partial outputs, so that a killed run's model is cleaned up
+        with tempfile.TemporaryDirectory(prefix=f".{PARTIAL}-{os.getpid()}-", dir=out) as tmp:
+            name, options = VARIANTS[method]
+            options = {**options, **(method_options or {}).get(method, {})}
+            cfg = UnlearnConfig(method=name, options=options, steps=n_steps, seed=seed, **training)
+            unlearned = Path(tmp) / "model"
+            run = unlearn(model, slug, None, bench_path, cfg, unlearned, adapter_only=None, progress=False,
+                          runtime=runtime, log=lambda *_: None)  # fmt: skip
+            result = evaluate(unlearned, model, bench_path, slug, where, run=run, **common)
+            # the cell keeps its training record (config, data, losses) and its adapter (small); a
+            # fully fine-tuned model is not kept (a copy of the whole model per cell)
+            (where / RUN_FILE).write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n")
+            if run["saved"] == "adapter":
+                os.replace(unlearned, where / "adapter")
+        cells.append({"method": method, "steps": n_steps, "seed": seed, "concept": slug,
                       "metrics": result["metrics"], "original_values": result["original_values"],
-                      "train_seconds": None})  # fmt: skip
+                      "train_seconds": run["train_seconds"]})  # fmt: skip
         save()
-    for method in methods:
-        for n_steps in steps:
-            for seed in range(seeds):
-                for record in records:
-                    progress(f"{method}, {n_steps} steps, seed {seed}: {record.name}")
-                    # named like siu's other partial outputs, so that a killed run's model is cleaned up
-                    with tempfile.TemporaryDirectory(prefix=f".{PARTIAL}-{os.getpid()}-", dir=out) as tmp:
-                        name, options = VARIANTS[method]
-                        cfg = UnlearnConfig(method=name, options=options, steps=n_steps, seed=seed)
-                        unlearned = Path(tmp) / "model"
-                        run = unlearn(
-                            model,
-                            record.slug,
-                            None,
-                            bench_path,
-                            cfg,
-                            unlearned,
-                            progress=False,
-                            log=lambda *_: None,
-                        )
-                        where = out / "cells" / cell_name(method, n_steps, seed, record.slug)
-                        result = evaluate(unlearned, model, bench_path, record.slug, where, judge=judge,
-                                          overwrite=True, run=run, render=eval_report, sides=sides,
-                                          log=lambda *_: None)  # fmt: skip
-                        # the cell keeps its training record (config, data, losses); the model goes
-                        (where / RUN_FILE).write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n")
-                    cells.append({"method": method, "steps": n_steps, "seed": seed, "concept": record.slug,
-                                  "metrics": result["metrics"], "original_values": result["original_values"],
-                                  "train_seconds": run["train_seconds"]})  # fmt: skip
-                    save()
+    if not todo:
+        log("every cell was already finished")
+        save()
     table = write_summaries(out)
     log(table)
     log(f"wrote {out}/results.json and cells/*/ ({time.perf_counter() - start:.0f} s)")

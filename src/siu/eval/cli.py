@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from siu.runtime import add_runtime_options
+
 DESCRIPTION = """\
 Measure how well a concept was unlearned (MMUBench metrics, SIU.md section 7).
 
@@ -28,6 +30,55 @@ examples:
 """
 
 
+def add_eval_options(p: argparse.ArgumentParser, batch_flag: str = "--batch-size") -> None:
+    """The judge and evaluation options: ``siu eval``'s, and the same set on ``siu bench run`` (whose
+    --batch-size is training's, so its generation batch is ``batch_flag`` --eval-batch-size)."""
+    group = p.add_argument_group("evaluation")
+    group.add_argument(
+        "--judge",
+        choices=("rubric", "openai", "hf"),
+        default=None,
+        help="G-Eval judge (none: g_eval missing)",
+    )
+    group.add_argument(
+        "--judge-model", default=None, help="openai: model name (gpt-4-turbo); hf: local model path"
+    )
+    group.add_argument(
+        "--judge-url", default=None, help="openai: base URL of the endpoint (https://api.openai.com/v1)"
+    )
+    group.add_argument(
+        "--judge-key-env", default="OPENAI_API_KEY", help="openai: environment variable with the key"
+    )
+    group.add_argument(
+        "--test-images",
+        type=int,
+        default=None,
+        help="use only the first N held-out images of the concept (default: all of them, as the paper)",
+    )
+    group.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=48,
+        help="answer length limit in tokens (48); the share of answers cut there is reported",
+    )
+    group.add_argument(
+        batch_flag, dest="eval_batch_size", type=int, default=32, help="generation batch size (32)"
+    )
+
+
+def eval_options_from_args(args: argparse.Namespace) -> dict[str, object]:
+    """:func:`siu.eval.run.evaluate`'s keyword arguments from :func:`add_eval_options`' flags."""
+    return {
+        "judge": args.judge,
+        "judge_model": args.judge_model,
+        "judge_url": args.judge_url,
+        "judge_key_env": args.judge_key_env,
+        "test_images": args.test_images,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.eval_batch_size,
+    }
+
+
 def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
@@ -36,46 +87,30 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="the unlearned model directory")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="the unlearned model directory, or its LoRA adapter (siu unlearn --adapter-only)",
+    )
+    p.add_argument(
+        "--base",
+        default=None,
+        help="with an adapter as --model: its base model (default: the one the adapter's run.json "
+        "or adapter_config.json names)",
+    )
     p.add_argument("--original", required=True, help="the original model directory (before unlearning)")
     p.add_argument("--bench", required=True, help="benchmark directory (MMUBench format)")
     p.add_argument("--concept", required=True, help="the unlearned concept: name, alias or folder name")
     p.add_argument(
         "--out", required=True, type=Path, help="output directory (new or empty, unless --overwrite)"
     )
-    p.add_argument(
-        "--judge",
-        choices=("rubric", "openai", "hf"),
-        default=None,
-        help="G-Eval judge (none: g_eval missing)",
-    )
-    p.add_argument(
-        "--judge-model", default=None, help="openai: model name (gpt-4-turbo); hf: local model path"
-    )
-    p.add_argument(
-        "--judge-url", default=None, help="openai: base URL of the endpoint (https://api.openai.com/v1)"
-    )
-    p.add_argument(
-        "--judge-key-env", default="OPENAI_API_KEY", help="openai: environment variable with the key"
-    )
+    add_eval_options(p)
     p.add_argument("--retain", default=None, help="gold retain model (never saw the concept's images)")
-    p.add_argument(
-        "--test-images",
-        type=int,
-        default=None,
-        help="use only the first N held-out images of the concept (default: all of them, as the paper)",
-    )
-    p.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=48,
-        help="answer length limit in tokens (48); the share of answers cut there is reported",
-    )
-    p.add_argument("--batch-size", type=int, default=32, help="generation batch size (32)")
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow model code from the model directories"
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    add_runtime_options(p, device_map=True)
     p.set_defaults(handler=_cmd_eval)
 
 
@@ -83,10 +118,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from siu.eval.run import evaluate
     from siu.outputs import output_claimed, quiet_transformers
     from siu.report.html import eval_report
+    from siu.runtime import runtime_from_args
     from siu.unlearn.inputs import check_apart
 
+    runtime = runtime_from_args(args)
     quiet_transformers()
-    check_apart(args.out, [args.bench, args.model, args.original, args.retain])  # no lock inside an input
+    check_apart(
+        args.out, [args.bench, args.model, args.original, args.retain, args.base]
+    )  # no lock inside an input
     with output_claimed(args.out):  # taken before any work
         evaluate(
             args.model,
@@ -94,16 +133,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             args.bench,
             args.concept,
             args.out,
-            judge=args.judge,
-            judge_model=args.judge_model,
-            judge_url=args.judge_url,
-            judge_key_env=args.judge_key_env,
             retain=args.retain,
-            test_images=args.test_images,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
+            **eval_options_from_args(args),  # type: ignore[arg-type]
             trust_remote_code=args.trust_remote_code,
             overwrite=args.overwrite,
+            runtime=runtime,
+            base=args.base,
             render=eval_report,
         )
     return 0

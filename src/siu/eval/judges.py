@@ -22,11 +22,14 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from siu.bench.match import mentions
 from siu.bench.schema import Concept
 from siu.errors import SiuError
+
+if TYPE_CHECKING:
+    from siu.runtime import Runtime
 
 JUDGES = ("rubric", "openai", "hf")
 RUBRIC = (
@@ -209,19 +212,30 @@ class HFJudge:
     path: str
     trust_remote_code: bool = False
     name: str = "hf"
+    runtime: Runtime | None = None  # default: the CPU in float32
 
     def __post_init__(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from siu.runtime import CPU
+
+        runtime = self.runtime or CPU
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self.path, trust_remote_code=self.trust_remote_code
             )
             self.model = AutoModelForCausalLM.from_pretrained(
-                self.path, trust_remote_code=self.trust_remote_code
+                self.path,
+                trust_remote_code=self.trust_remote_code,
+                use_safetensors=True,  # unpickling a checkpoint runs code
+                dtype=runtime.torch_dtype,
+                **({"device_map": runtime.device_map} if runtime.device_map else {}),
             )
         except (OSError, ValueError) as err:
             raise SiuError(f"judge hf: cannot load a causal LM from {self.path!r}: {err}") from err
+        if runtime.device_map is None:
+            self.model.to(runtime.torch_device)
         self.model.eval()
         self.name = f"hf:{self.path}"
 
@@ -234,7 +248,7 @@ class HFJudge:
             )
         else:
             text = prompt + "\nScore:"
-        inputs = self.tokenizer(text, return_tensors="pt")
+        inputs = self.tokenizer(text, return_tensors="pt").to(self.model.device)
         with torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=4, do_sample=False)
         return str(self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
@@ -263,4 +277,8 @@ def make_judge(kind: str, others: Sequence[Concept] = (), synthetic: bool = Fals
         )
     if not options.get("model"):
         raise SiuError("judge hf needs --judge-model PATH (a local Hugging Face causal LM)")
-    return HFJudge(options["model"], trust_remote_code=bool(options.get("trust_remote_code")))
+    return HFJudge(
+        options["model"],
+        trust_remote_code=bool(options.get("trust_remote_code")),
+        runtime=options.get("runtime"),
+    )

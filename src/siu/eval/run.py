@@ -8,9 +8,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from siu.errors import SiuError
+
+if TYPE_CHECKING:
+    from siu.runtime import Runtime
 
 
 def _fmt(value: Any) -> str:
@@ -74,6 +77,8 @@ def evaluate(
     run: dict[str, Any] | None = None,
     other_tokenizer: bool = False,
     sides: dict[str, Any] | None = None,
+    runtime: Runtime | None = None,
+    base: str | Path | None = None,
     render: Callable[[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None], str] | None = None,
     log: Callable[..., Any] = print,
 ) -> dict[str, Any]:
@@ -85,13 +90,17 @@ def evaluate(
     ``eval_report``; None: no report.html) draws from the result and the answers. ``other_tokenizer``
     lets ``model`` have its own tokenizer (C-Dis and fluency are then reported missing). ``sides``
     keeps the original model's side of each concept between calls (``siu bench run`` passes one dict
-    for all its cells, so the original's answers are computed once per concept).
+    for all its cells, so the original's answers are computed once per concept). ``runtime``: where
+    the models (and an ``hf`` judge) run and in what dtype; default the CPU in float32. ``model`` may
+    be a LoRA adapter directory (``siu unlearn --adapter-only``): it is merged into its base (``base``,
+    or the model the adapter names) in memory.
     """
     from siu.bench.load import load_benchmark
     from siu.eval.judges import make_judge
     from siu.eval.metrics import METRICS, EvalConfig, evaluate_concept, original_side, side_key
-    from siu.models.adapter import VLM
+    from siu.models.adapter import VLM, adapter_base, is_adapter_dir
     from siu.outputs import versions, write_atomically
+    from siu.runtime import CPU
     from siu.unlearn.inputs import check_out
     from siu.unlearn.run import check_finite_weights
 
@@ -101,7 +110,9 @@ def evaluate(
         raise SiuError("--test-images, --batch-size and --max-new-tokens must be positive")
     bench = load_benchmark(bench_path)
     concept = bench.concept(concept_name)
-    inputs = [Path(bench_path)] + [Path(p) for p in (model, original, retain) if p and Path(p).exists()]
+    inputs = [Path(bench_path)] + [Path(p) for p in (model, original, retain, base) if p and Path(p).exists()]
+    if is_adapter_dir(model):  # the base it is merged into is an input too
+        inputs.append(Path(adapter_base(Path(model), base)))
     check_out(out, inputs, None, overwrite)
     judge_obj = None
     if judge is not None:  # before any model is loaded: a missing key costs nothing
@@ -113,10 +124,11 @@ def evaluate(
             url=judge_url,
             key_env=judge_key_env,
             trust_remote_code=trust_remote_code,
+            runtime=runtime,
         )
-    unlearned = VLM.load(model, trust_remote_code=trust_remote_code)
-    base = VLM.load(original, trust_remote_code=trust_remote_code)
-    retained = VLM.load(retain, trust_remote_code=trust_remote_code) if retain else None
+    unlearned = VLM.load(model, runtime, trust_remote_code=trust_remote_code, base=base)
+    base = VLM.load(original, runtime, trust_remote_code=trust_remote_code)
+    retained = VLM.load(retain, runtime, trust_remote_code=trust_remote_code) if retain else None
     for path, vlm in ((model, unlearned), (original, base), (retain, retained)):
         if vlm is not None:  # before any metric: a NaN model would fail deep in the relearning attack
             check_finite_weights(vlm.model, f"the model at {path}", "nothing was evaluated")
@@ -156,6 +168,7 @@ def evaluate(
         "original_recognises": metrics["original_recognises"],
         "warnings": metrics["warnings"],
         "eval_config": asdict(cfg),
+        "runtime": (runtime or CPU).record(),
         "directions": {k: {"better": b, "what": w} for k, (b, w) in METRICS.items()},
         "details": {
             k: v

@@ -15,15 +15,19 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
 
 from siu.errors import ModelError
+
+if TYPE_CHECKING:
+    from siu.runtime import Runtime
 
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
 
@@ -72,6 +76,67 @@ def _check_hub_id(repo: str) -> None:
         ) from None
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
+    """A LoRA adapter directory (``siu unlearn --adapter-only``, or any peft adapter) rather than a model."""
+    local = Path(path)
+    return (local / ADAPTER_CONFIG).is_file() and not (local / "config.json").is_file()
+
+
+def adapter_base(adapter: Path, base: str | os.PathLike[str] | None = None) -> str:
+    """The model an adapter belongs to: ``base`` if given, else the one its ``run.json`` names (siu's own
+    record, an absolute path), else peft's ``base_model_name_or_path``."""
+    import json
+
+    if base is not None:
+        return str(base)
+    try:
+        run = json.loads((adapter / "run.json").read_text(encoding="utf-8"))
+        recorded = run.get("model_abspath") or run.get("model")
+        if recorded and Path(recorded).exists():
+            return str(recorded)
+    except (OSError, ValueError, AttributeError):
+        pass  # not made by siu (or its record is damaged): peft's own record follows
+    try:
+        named = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8")).get(
+            "base_model_name_or_path"
+        )
+    except (OSError, ValueError, AttributeError) as err:
+        raise ModelError(f"{adapter}: unreadable {ADAPTER_CONFIG} ({err})") from None
+    if not named:
+        raise ModelError(f"{adapter}: the adapter does not name its base model; give it with --base")
+    return str(named)
+
+
+def _check_adapter_dir(local: Path) -> None:
+    if not (local / "adapter_model.safetensors").is_file():
+        pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in local.glob(pattern))
+        what = (
+            f"only pickle weights ({', '.join(pickles[:3])}); siu loads safetensors only"
+            if pickles
+            else ("no adapter_model.safetensors")
+        )
+        raise ModelError(f"{local}: {what}")
+
+
+def torchvision_advice() -> str:
+    """What to install when a processor (Qwen2-VL's video part, fast image processors) needs torchvision:
+    the one build made for the installed torch, since a plain ``pip install torchvision`` pulls the newest
+    one and, with it, another (multi-GB CUDA) torch."""
+    version = torch.__version__.split("+")[0]
+    major, minor = (int(x) for x in version.split(".")[:2])
+    vision = f"0.{minor + 15}" if major == 2 else None  # torch 2.N pairs with torchvision 0.(N+15)
+    cpu = "+cpu" in torch.__version__ or not torch.cuda.is_available()
+    index = " --index-url https://download.pytorch.org/whl/cpu" if cpu else ""
+    pin = f"torchvision=={vision}.*" if vision else "the torchvision release made for your torch"
+    return (
+        f"this model's processor needs torchvision, which is not installed; install the build made for "
+        f"torch {version}: pip install '{pin}'{index}"
+    )
+
+
 @dataclass
 class Sample:
     """One conversation turn: an optional image, a prompt and (for training/scoring) an answer.
@@ -103,6 +168,22 @@ IGNORE_INDEX = -100
 _TEXT_KEYS = ("input_ids", "attention_mask", "labels", "target_mask")
 
 
+# Default cap on an image's longer side per family. Qwen2-VL keeps an image's resolution (one token
+# per 28x28 patch): a 4032x3024 phone photo would be 15,552 image tokens, so it is scaled to 1024
+# (about 1,300 tokens); LLaVA resizes every image to 336 itself and Idefics3 tiles images up to 1456
+# pixels, so they need none (0: no cap).
+MAX_IMAGE_SIDE = {"qwen": 1024, "idefics": 0, "default": 0}
+
+
+def capped(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` scaled down (aspect ratio kept) so that its longer side is at most ``max_side``."""
+    if not max_side or max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
 def _family(model_type: str) -> str:
     if model_type in ("idefics3", "smolvlm", "idefics2"):
         return "idefics"
@@ -114,12 +195,16 @@ def _family(model_type: str) -> str:
 class VLM:
     """A loaded vision-language model with its processor."""
 
-    def __init__(self, model: Any, processor: Any, path: str | None = None) -> None:
+    def __init__(
+        self, model: Any, processor: Any, path: str | None = None, max_image_side: int | None = None
+    ) -> None:
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.path = path
         self.family = _family(getattr(model.config, "model_type", ""))
+        # images larger than this (longer side, pixels) are scaled down before the processor sees them
+        self.max_image_side = max_image_side if max_image_side is not None else MAX_IMAGE_SIDE[self.family]
         if self.tokenizer.pad_token_id is None:
             # Some chat models ship no pad token; padding positions are masked, so EOS serves.
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -129,13 +214,24 @@ class VLM:
     def load(
         cls,
         path: str | os.PathLike[str],
-        dtype: torch.dtype | str | None = None,
-        device: str | torch.device | None = None,
+        runtime: Runtime | None = None,
         trust_remote_code: bool = False,
+        base: str | os.PathLike[str] | None = None,
     ) -> VLM:
-        """Load a model and its processor from a local directory (or a hub id the machine can reach)."""
+        """Load a model and its processor from a local directory (or a hub id the machine can reach),
+        onto ``runtime``'s device in its dtype (default: the CPU in float32).
+
+        ``path`` may be a LoRA adapter directory: its base model (``base``, or the one the adapter
+        names) is loaded and the adapter merged into it in memory.
+        """
         from safetensors import SafetensorError
         from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        from siu.runtime import CPU
+
+        runtime = runtime or CPU
+        if is_adapter_dir(path):
+            return cls._load_adapter(Path(path), runtime, trust_remote_code, base)
 
         spath = str(path)
         local = Path(spath)
@@ -145,25 +241,57 @@ class VLM:
             raise ModelError(f"{spath}: no such model directory")
         else:
             _check_hub_id(spath)
+        placement: dict[str, Any] = {}
+        if runtime.device_map:
+            placement["device_map"] = runtime.device_map
+        if runtime.load_in:  # bitsandbytes places the quantised weights itself
+            placement["quantization_config"] = runtime.quantization_config()
+            placement.setdefault("device_map", {"": str(runtime.torch_device)})
         try:
             processor = AutoProcessor.from_pretrained(spath, trust_remote_code=trust_remote_code)
             model = AutoModelForImageTextToText.from_pretrained(
                 spath,
-                dtype=dtype if dtype is not None else "auto",
+                dtype=runtime.torch_dtype,
                 trust_remote_code=trust_remote_code,
                 use_safetensors=True,
+                **placement,
             )
-        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, ImportError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if "torchvision" in first:
+                raise ModelError(f"{spath}: {torchvision_advice()}") from err
             raise ModelError(f"{spath}: cannot load model or processor: {first}") from err
         if not hasattr(processor, "tokenizer") or not hasattr(processor, "image_processor"):
             raise ModelError(
                 f"{spath}: the processor is not an image-text processor ({type(processor).__name__})"
             )
-        if device is not None:
-            model.to(device)
+        if "device_map" not in placement:
+            model.to(runtime.torch_device)
         model.eval()
-        return cls(model, processor, spath)
+        return cls(model, processor, spath, max_image_side=runtime.max_image_side)
+
+    @classmethod
+    def _load_adapter(
+        cls, adapter: Path, runtime: Runtime, trust_remote_code: bool, base: str | os.PathLike[str] | None
+    ) -> VLM:
+        from peft import PeftModel
+
+        _check_adapter_dir(adapter)
+        base_path = adapter_base(adapter, base)
+        if is_adapter_dir(base_path):
+            raise ModelError(f"{adapter}: its base {base_path} is an adapter too; give the model with --base")
+        vlm = cls.load(base_path, runtime, trust_remote_code=trust_remote_code)
+        try:
+            with warnings.catch_warnings():  # peft asks transformers v5 for a deprecated attribute
+                warnings.filterwarnings(
+                    "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+                )
+                model = PeftModel.from_pretrained(vlm.model, str(adapter)).merge_and_unload()
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"{adapter}: the adapter does not fit its base {base_path}: {first}") from err
+        model.eval()
+        return cls(model, vlm.processor, str(adapter), max_image_side=runtime.max_image_side)
 
     @property
     def device(self) -> torch.device:
@@ -216,6 +344,7 @@ class VLM:
     def _process(self, text: str, image: Image.Image | None, offsets: bool) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
         if image is not None:
+            image = capped(image, self.max_image_side)
             kwargs["images"] = [[image]] if self.family == "idefics" else [image]
         if offsets:
             kwargs["return_offsets_mapping"] = True

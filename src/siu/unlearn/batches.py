@@ -127,6 +127,19 @@ def _my_slice(indices: Sequence[int], metas: Sequence[SampleMeta], rank: int, wo
     return [indices[k] for j, g in enumerate(groups) if j % world == rank for k in g]
 
 
+def _micro_slices(mine: list[int], metas: Sequence[SampleMeta], size: int | None) -> list[list[int]]:
+    """``mine`` cut into consecutive slices of at most ``size`` samples (a preference pair never cut)."""
+    if size is None or size >= len(mine):
+        return [mine]
+    slices: list[list[int]] = [[]]
+    for group in groups_of([metas[i] for i in mine]):
+        members = [mine[k] for k in group]
+        if slices[-1] and len(slices[-1]) + len(members) > size:
+            slices.append([])
+        slices[-1].extend(members)
+    return slices
+
+
 def local_batches(
     vlm: VLM,
     encoded: Sequence[Encoded],
@@ -135,8 +148,14 @@ def local_batches(
     rank: int,
     world: int,
     method: Method,
-) -> list[dict[str, Tensor]]:
-    """This process's slice of every scheduled batch, collated, on the model's device, with its scales."""
+    micro_batch_size: int | None = None,
+) -> list[list[dict[str, Tensor]]]:
+    """This process's slice of every scheduled batch, as micro-batches of at most ``micro_batch_size``
+    samples (default: one), collated, on the model's device, each with its scales.
+
+    A micro-batch's scales are those of a process slice (``world * its units / the batch's units``),
+    so the micro-batches' losses sum to the process's share and the gradients accumulate exactly.
+    """
     out = []
     for indices in schedule:
         mine = _my_slice(list(indices), metas, rank, world)
@@ -144,11 +163,14 @@ def local_batches(
             raise SiuError(
                 f"batch size {len(indices)} is smaller than the {world} processes; raise --batch-size"
             )
-        batch = vlm.to_device(collate(vlm, encoded, metas, mine))
-        # float64 after to_device, which would cast them to the model's (maybe bf16) dtype
-        for name, scale in batch_scales(encoded, metas, indices, mine, world, method).items():
-            batch[SCALE_PREFIX + name] = torch.tensor(scale, dtype=torch.float64)
-        out.append(batch)
+        step = []
+        for micro in _micro_slices(mine, metas, micro_batch_size):
+            batch = vlm.to_device(collate(vlm, encoded, metas, micro))
+            # float64 after to_device, which would cast them to the model's (maybe bf16) dtype
+            for name, scale in batch_scales(encoded, metas, indices, micro, world, method).items():
+                batch[SCALE_PREFIX + name] = torch.tensor(scale, dtype=torch.float64)
+            step.append(batch)
+        out.append(step)
     return out
 
 

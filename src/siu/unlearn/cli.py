@@ -6,10 +6,12 @@ import argparse
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from siu.errors import SiuError
+from siu.runtime import add_runtime_options
 
 DESCRIPTION = """\
 Unlearn the visual recognition of one concept from a multimodal LLM, given ONE image of it.
@@ -46,11 +48,17 @@ examples:
   siu unlearn --model m/ --bench world/ --concept Mira --method ga_kl --dry-run --out x/
   siu unlearn --model m/ --bench world/ --concept Mira --method npo --npo-beta 0.2 --out x/
   siu unlearn --config run.yaml --out x/   # run.yaml: model: m/, bench: world/, concept: Mira, lr: 1e-3, ...
+  siu unlearn --model llava-1.5-7b-hf/ --image photo.jpg --concept "Eileen Collins" --out out/
   siu unlearn --model m/ --image trump.jpg --concept "Donald Trump" --overrides facts.yaml --out out/
 
-With --image and no --bench, the concept is known only by its name: its facts (target 3) are the
-original model's own answers, and target 4 needs other_facts in an --overrides file (YAML or JSON
-with fictitious_names, visible_description, counterfactual, prompts, facts, other_facts, refusals).
+With --image and no --bench, one photo and the model are enough: the concept is known only by its
+name, its facts (target 3) are the original model's own answers, and target 4 is the model's own
+answers about well-known subjects (Albert Einstein, the Eiffel Tower, ...). An --overrides file
+(YAML or JSON with fictitious_names, visible_description, counterfactual, prompts, facts,
+other_facts, refusals) replaces any of these with your own.
+
+On a GPU: --device and --dtype (default: the first GPU in bfloat16), --gradient-checkpointing and
+--micro-batch-size to fit a 7B model in less memory (README, "On your GPU").
 
 A --config file (YAML or JSON) holds any of the options below by their long name (lr, batch_size,
 npo_beta, token_mask: false, model, concept, ...); options given on the command line win.
@@ -95,11 +103,8 @@ def _methods_listing() -> str:
     return "\n".join(f"  {name:<12} {METHODS[name].summary}" for name in method_names())
 
 
-def add_method_options(p: argparse.ArgumentParser, where: Any) -> None:
-    """``--method`` (in the group ``where``) and one flag per method option, derived from the registry."""
-    from siu.unlearn.methods import method_names
-
-    where.add_argument("--method", default=None, choices=method_names(), help="the method (default siu)")
+def add_method_options(p: argparse.ArgumentParser) -> None:
+    """One flag per method option, derived from the registry."""
     group = p.add_argument_group("method options (each applies to the methods named in brackets)")
     for name, (f, methods) in method_option_fields().items():
         help_text = f"{f.metadata.get('help', '')} [{', '.join(methods)}; default {f.default}]"
@@ -111,17 +116,23 @@ def add_method_options(p: argparse.ArgumentParser, where: Any) -> None:
             group.add_argument(_flag_of(name), dest=name, type=kind, default=None, help=help_text)
 
 
-def method_options_from_args(args: argparse.Namespace, method: str) -> dict[str, Any]:
-    """The chosen method's options that were given; a given option of another method is an error."""
+def method_options_from_args(
+    args: argparse.Namespace, method: str, others: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The chosen method's options that were given; a given option of another method is an error,
+    unless one of ``others`` (the other methods of a bench run) has it."""
     from siu.unlearn.methods import normalise_method
 
     method = normalise_method(method)
+    others = [normalise_method(m) for m in others]
     options = {}
     for name, (_, methods) in method_option_fields().items():
         value = getattr(args, name, None)
         if value is None:
             continue
         if method not in methods:
+            if any(m in methods for m in others):
+                continue
             raise SiuError(f"{_flag_of(name)} is an option of {', '.join(methods)}, not of {method}")
         options[name] = value
     return options
@@ -135,6 +146,8 @@ def _config_help(name: str) -> str:
 
 
 def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
+    from siu.unlearn.methods import method_names
+
     p = sub.add_parser(
         "unlearn",
         help="unlearn a concept from one image with SIU (or another registered method)",
@@ -153,8 +166,22 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
     req.add_argument(
         "--config", metavar="FILE", help="YAML/JSON file of options by long name; the command line wins"
     )
-    add_method_options(p, req)
+    req.add_argument("--method", default=None, choices=method_names(), help="the method (default siu)")
+    add_training_options(p)
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--adapter-only", action="store_true", help="save the LoRA adapter instead of a merged model"
+    )
+    out.add_argument(
+        "--dry-run", action="store_true", help="print the data set and stop: no training, no writing"
+    )
+    out.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
+    p.set_defaults(handler=_cmd_unlearn, parser=p)
 
+
+def add_training_options(p: argparse.ArgumentParser, one_run: bool = True) -> None:
+    """The data, training, method and device options of one unlearning run: ``siu unlearn``'s, and the
+    same set on ``siu bench run`` (``one_run=False``: without --steps and --seed, which it takes as lists)."""
     data = p.add_argument_group("data")
     data.add_argument(
         "--targets", type=_int_list, help="which SIU targets to build, e.g. 1,2,3,4 (default: all)"
@@ -186,9 +213,13 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--overrides", metavar="FILE", help="YAML/JSON file overriding parts of the data")
 
     train = p.add_argument_group("training (defaults from the model's profile)")
-    for name, kind in (("steps", int), ("lr", float), ("batch_size", int)):
-        train.add_argument("--" + name.replace("_", "-"), type=kind, help=_config_help(name))
-    train.add_argument("--seed", type=int, default=None, help="seed of the data and the training (default 0)")
+    if one_run:  # siu bench run has lists of these
+        train.add_argument("--steps", type=int, help=_config_help("steps"))
+        train.add_argument(
+            "--seed", type=int, default=None, help="seed of the data and the training (default 0)"
+        )
+    train.add_argument("--lr", type=float, help=_config_help("lr"))
+    train.add_argument("--batch-size", type=int, help=_config_help("batch_size"))
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--lora", dest="lora", action="store_const", const=True, help="train LoRA adapters")
     mode.add_argument("--full", dest="lora", action="store_const", const=False, help="fine-tune all weights")
@@ -214,6 +245,13 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
         help="training profile (default auto: tiny below 50M parameters)",
     )
     train.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        default=None,
+        help=_config_help("gradient_checkpointing"),
+    )
+    train.add_argument("--micro-batch-size", type=int, help=_config_help("micro_batch_size"))
+    train.add_argument(
         "--reference",
         choices=("cached", "adapter_off"),
         default=None,
@@ -222,15 +260,8 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
         "every step",
     )
 
-    out = p.add_argument_group("output")
-    out.add_argument(
-        "--adapter-only", action="store_true", help="save the LoRA adapter instead of a merged model"
-    )
-    out.add_argument(
-        "--dry-run", action="store_true", help="print the data set and stop: no training, no writing"
-    )
-    out.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
-    p.set_defaults(handler=_cmd_unlearn, parser=p)
+    add_method_options(p)
+    add_runtime_options(p)
 
 
 def _read_config(path: str) -> dict[str, Any]:
@@ -272,43 +303,45 @@ def apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser)
             setattr(args, dest, value)
 
 
+SHARED_FIELDS = (
+    "lr", "batch_size", "lora", "lora_r", "lora_alpha", "lora_dropout", "warmup_ratio", "schedule",
+    "weight_decay", "max_grad_norm", "full_scope", "targets", "counts", "identities", "views",
+    "view_background", "gradient_checkpointing", "micro_batch_size", "reference", "overrides", "profile",
+)  # fmt: skip
+
+
+def training_fields_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`UnlearnConfig` fields given by :func:`add_training_options`' flags (the rest stay at
+    their defaults), as ``siu unlearn`` and every cell of ``siu bench run`` take them."""
+    given = {name: getattr(args, name) for name in SHARED_FIELDS if getattr(args, name, None) is not None}
+    if "counts" in given:
+        given["counts"] = tuple(given["counts"])
+        if len(given["counts"]) != 4:
+            raise SiuError(f"--counts needs four numbers (targets 1,2,3,4), got {len(given['counts'])}")
+    if "targets" in given:
+        given["targets"] = tuple(given["targets"])
+    if "reference" in given:
+        given["reference"] = given["reference"].replace("-", "_")
+    return given
+
+
 def unlearn_config_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`UnlearnConfig` of parsed ``siu unlearn`` options (the same for every command that trains)."""
+    """The :class:`UnlearnConfig` of parsed ``siu unlearn`` options."""
     from siu.unlearn.config import UnlearnConfig
 
-    counts = tuple(args.counts) if args.counts is not None else None
-    if counts is not None and len(counts) != 4:
-        raise SiuError(f"--counts needs four numbers (targets 1,2,3,4), got {len(counts)}")
     method = args.method or "siu"
     return UnlearnConfig(
         method=method,
         options=method_options_from_args(args, method),
         steps=args.steps,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        lora=args.lora,
-        lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        warmup_ratio=args.warmup_ratio,
-        schedule=args.schedule,
-        weight_decay=args.weight_decay,
-        max_grad_norm=args.max_grad_norm,
-        full_scope=args.full_scope,
-        targets=tuple(args.targets) if args.targets is not None else (1, 2, 3, 4),
-        counts=counts,
-        identities=args.identities,
-        views=args.views,
-        view_background=args.view_background,
         seed=args.seed if args.seed is not None else 0,
-        reference=(args.reference or "cached").replace("-", "_"),
-        overrides=args.overrides,
-        profile=args.profile or "auto",
+        **training_fields_from_args(args),
     )
 
 
 def _cmd_unlearn(args: argparse.Namespace) -> int:
     from siu.outputs import output_claimed, quiet_transformers
+    from siu.runtime import runtime_from_args
     from siu.unlearn.inputs import check_apart
     from siu.unlearn.run import unlearn
 
@@ -319,6 +352,7 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
     if args.image is None and args.bench is None:
         raise SiuError("give the forget image with --image or a benchmark with --bench")
     cfg = unlearn_config_from_args(args)
+    runtime = runtime_from_args(args, training=True)
     quiet_transformers()
     # the output is taken before any work; a dry run writes nothing, and under torchrun only rank 0 writes
     writes = not args.dry_run and os.environ.get("RANK", "0") == "0"
@@ -335,5 +369,6 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             adapter_only=args.adapter_only,
             dry_run=args.dry_run,
+            runtime=runtime,
         )
     return 0

@@ -96,6 +96,19 @@ class UnlearnConfig:
     views: int | None = None  # views of the forget image the image samples cycle through (1: none)
     view_background: bool | None = None  # views also repaint the background (flat backgrounds only)
     seed: int = 0
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata=_help(
+            "recompute activations in the backward pass: far less memory, about a third more time"
+        ),
+    )
+    micro_batch_size: int | None = field(
+        default=None,
+        metadata=_help(
+            "run each batch in slices of this many samples (gradient accumulation; the same result "
+            "with less memory; default: the whole batch at once)"
+        ),
+    )
     reference: str = "cached"  # p_ref: "cached" (once, before step 1) | "adapter_off" (LoRA, every step)
     overrides: str | None = None  # YAML/JSON file overriding parts of the data
     profile: str = "auto"  # auto | paper | tiny
@@ -115,6 +128,7 @@ class UnlearnConfig:
             "batch_size": self.batch_size,
             "lora_r": self.lora_r,
             "views": self.views,
+            "micro_batch_size": self.micro_batch_size,
         }
         for name, value in positive.items():
             if value is not None and (not isinstance(value, int) or value < 1):

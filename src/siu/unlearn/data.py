@@ -408,6 +408,17 @@ def _forget_record_description(concept: Concept) -> str | None:
     return record.description if record is not None else None
 
 
+# Target 4 without a benchmark and without other_facts: the original model's own answers about
+# subjects every general-purpose MLLM knows (people, places, things, brands of every category, as
+# MMUBench's concepts are), so that a user with one photo and a model needs nothing else. Keeping
+# these answers keeps what the model knows about everything else.
+WELL_KNOWN_SUBJECTS = [
+    "Albert Einstein", "Marie Curie", "William Shakespeare", "Leonardo da Vinci", "Nelson Mandela",
+    "the Eiffel Tower", "the Great Wall of China", "Mount Everest", "the Amazon River", "the Moon",
+    "Mickey Mouse", "Pikachu", "the Olympic Games", "the Mona Lisa", "Coca-Cola", "the Statue of Liberty",
+]  # fmt: skip
+
+
 def _others(concept: Concept, bench: Benchmark | None) -> list[Concept]:
     if bench is None:
         return []
@@ -780,10 +791,15 @@ def _target4(
         return _fact_samples(items, templates, evals, original, 4)
     others = _others(concept, bench)
     if not others:
-        raise SiuError(
-            "target 4 needs facts about other concepts: give a benchmark with other concepts or "
-            "other_facts in the override file"
-        )
+        if original is None:
+            raise SiuError(
+                "target 4 needs facts about other concepts: give a benchmark with other concepts, "
+                "other_facts in the override file, or the original model to answer about well-known ones"
+            )
+        subjects = [s for s in WELL_KNOWN_SUBJECTS if not mentions(s, concept.names)]
+        pool_names: list[tuple[str, str | None, str | None]] = [(s, None, None) for s in subjects]
+        order = rng.sample(pool_names, len(pool_names))
+        return _fact_samples([order[i % len(order)] for i in range(n)], templates, evals, original, 4)
     recorded = [(c.name, None, f.answer) for c in others for f in c.facts]
     # Without recorded facts the original model answers about the other concepts itself.
     pool = recorded or [(c.name, None, None) for c in others]

@@ -39,11 +39,11 @@ from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import VLM
 from siu.outputs import versions, write_atomically
+from siu.runtime import CPU, Runtime
 from siu.training import LossFn, TrainConfig, TrainLog, train
 from siu.unlearn.batches import SampleMeta, batch_schedule, groups_of, local_batches, scales_of
-from siu.unlearn.config import PAPER_PROFILE, UnlearnConfig
+from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.data import (
-    DATA_WITH_OTHER_FACTS,
     DataConfig,
     UnlearnSample,
     build_data_of_kind,
@@ -55,7 +55,7 @@ from siu.unlearn.inputs import check_names_encodable, check_out, concept_without
 from siu.unlearn.losses import masked_pieces, vocab_mask_for_names
 from siu.unlearn.methods import LossInputs, Method
 from siu.unlearn.reference import Reference, forward, unwrap
-from siu.unlearn.setup import apply_lora, set_full_scope
+from siu.unlearn.setup import apply_lora, enable_gradient_checkpointing, set_full_scope
 from siu.unlearn.views import with_views
 
 RUN_FILE = "run.json"
@@ -73,7 +73,8 @@ def make_loss_fn(
     def loss_fn(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         logits, hidden = forward(model, batch, layer)
         ref = reference.logits(model, batch, logits if hidden is None else hidden) if reference else None
-        return method.loss(
+        scales = scales_of(batch)
+        loss, parts = method.loss(
             LossInputs(
                 logits=logits,
                 labels=batch["labels"],
@@ -81,13 +82,16 @@ def make_loss_fn(
                 forget=batch["forget"],
                 pair=batch["pair"],
                 chosen=batch["chosen"],
-                scales=scales_of(batch),
+                scales=scales,
                 ref_logits=ref if hidden is None else None,
                 vocab_mask=vocab_mask.to(logits.device) if vocab_mask is not None else None,
                 hidden=hidden,
                 ref_hidden=ref if hidden is not None else None,
             )
         )
+        # each logged part as this slice's share of the batch's mean (like the loss), so that the
+        # figures of micro-batches add up and those of processes average to the whole batch's
+        return loss, {k: v * scales.get(k, 1.0) for k, v in parts.items()}
 
     return loss_fn
 
@@ -140,7 +144,7 @@ def _seed_everything(seed: int) -> None:
         pass
 
 
-def _accelerator() -> Any:
+def _accelerator(cpu: bool) -> Any:
     try:
         from accelerate import Accelerator, DistributedDataParallelKwargs
     except ImportError:  # pragma: no cover - accelerate is a dependency
@@ -149,8 +153,19 @@ def _accelerator() -> Any:
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
     # Several processes without a GPU (torchrun / accelerate launch on CPU): accelerate only sets up
     # gloo when told that the processes are CPU processes.
-    cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cpu_processes = cpu or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
     return Accelerator(cpu=cpu_processes, kwargs_handlers=handlers)
+
+
+def _shared(accelerator: Any, build: Callable[[], Any]) -> Any:
+    """``build()`` on the main process only, its result sent to every other (one set of data per run)."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return build()
+    from accelerate.utils import broadcast_object_list
+
+    box = [build() if accelerator.is_main_process else None]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
 
 
 # ----------------------------------------------------------------------------- the run
@@ -195,22 +210,33 @@ def unlearn(
     cfg: UnlearnConfig,
     out: str | Path | None,
     overwrite: bool = False,
-    adapter_only: bool = False,
+    adapter_only: bool | None = False,
     dry_run: bool = False,
     progress: bool = True,
+    runtime: Runtime | None = None,
     log: Callable[..., Any] = print,
 ) -> dict[str, Any]:
     """Unlearn ``concept`` from the model at ``model_path``; write the result to ``out``.
 
     Returns the run record (what ``run.json`` holds); a dry run (``out`` may be None) returns the data
-    set and config without training or writing anything.
+    set and config without training or writing anything. ``adapter_only``: save the LoRA adapter
+    instead of the merged model (None: the adapter when the run trains LoRA). ``runtime``: the device and dtype (default:
+    the CPU in float32; under several processes each process takes the accelerator's device).
     """
     start = time.perf_counter()
+    runtime = (runtime or CPU).check(training=True)
     cfg.check()
     method = cfg.method_instance()
     cfg = dataclasses.replace(cfg, method=method.name)
     if adapter_only and cfg.lora is False:
         raise SiuError("--adapter-only needs LoRA; full fine-tuning has no adapter to save")
+    if runtime.load_in is not None and adapter_only is False:
+        raise SiuError(
+            f"a {runtime.load_in} base cannot be merged with the LoRA weights without loss: add --adapter-only "
+            "(siu eval takes the adapter directory as --model)"
+        )
+    if runtime.load_in is not None and cfg.lora is False:
+        raise SiuError(f"a {runtime.load_in} base cannot be fine-tuned fully; train LoRA (--lora)")
     if out is None and not dry_run:
         raise SiuError("--out is required (only a dry run writes nothing)")
     out = Path(out) if out is not None else None
@@ -228,16 +254,8 @@ def unlearn(
         assert bench is not None
         image = bench.load_image(record, record.forget_image)
         image_name = str(bench.image_path(record, record.forget_image))
+    # without a benchmark or other_facts, target 4 is the model's own answers about well-known subjects
     overrides = load_overrides(cfg.overrides) if cfg.overrides else None
-    n_others = (cfg.counts or PAPER_PROFILE["counts"])[3]  # target 4's count is 7 in every profile
-    needs_others = (
-        bench is None and method.data in DATA_WITH_OTHER_FACTS and 4 in cfg.targets and n_others > 0
-    )
-    if needs_others and not (overrides or {}).get("other_facts"):
-        raise SiuError(
-            "without --bench, target 4 (facts about other concepts) needs other_facts in an "
-            "--overrides file; or leave it out with --targets 1,2,3"
-        )
     inputs = [
         model_dir,
         *([Path(bench_path)] if bench_path else []),
@@ -248,14 +266,22 @@ def unlearn(
     if out is not None:
         check_out(out, inputs, model_dir if model_dir.exists() else None, overwrite)
 
-    # 2. model and profile
+    # 2. model and profile, on the device from the start: building the data runs the model
+    accelerator = None if dry_run else _accelerator(cpu=runtime.torch_device.type == "cpu")
+    rank, world = 0, 1
+    if accelerator is not None:
+        rank, world = accelerator.process_index, accelerator.num_processes
+    if world > 1:
+        runtime = dataclasses.replace(runtime, device=str(accelerator.device))
     _seed_everything(cfg.seed)
-    vlm = VLM.load(model_path)
+    vlm = VLM.load(model_path, runtime)
     n_params = sum(p.numel() for p in vlm.model.parameters())
     model_type = str(getattr(vlm.model.config, "model_type", ""))
     cfg, profile = cfg.resolved(model_type, n_params)
     if adapter_only and not cfg.lora:
         raise SiuError(f"--adapter-only needs LoRA, but the {profile} profile fine-tunes fully; add --lora")
+    if adapter_only is None:
+        adapter_only = bool(cfg.lora)
     if cfg.reference == "adapter_off" and not cfg.lora:
         raise SiuError(f"reference 'adapter_off' needs LoRA, but the {profile} profile fine-tunes fully")
     assert cfg.steps is not None and cfg.batch_size is not None and cfg.lr is not None
@@ -269,8 +295,8 @@ def unlearn(
             pieces = masked_pieces(vlm.tokenizer, record.names, vocab_size)
         vocab_mask = vocab_mask_for_names(vlm.tokenizer, record.names, vocab_size)
 
-    # 3. data (the original model answers what the records lack)
-    samples = build_data(cfg, record, image, bench, overrides, vlm)
+    # 3. data (the original model answers what the records lack), built once under several processes
+    samples = _shared(accelerator, lambda: build_data(cfg, record, image, bench, overrides, vlm))
     summary = {
         "method": method.name,
         "profile": profile,
@@ -292,21 +318,23 @@ def unlearn(
         return {"dry_run": True, **summary}
 
     # 4. train
-    accelerator = _accelerator()
-    rank, world = 0, 1
-    if accelerator is not None:
-        rank, world = accelerator.process_index, accelerator.num_processes
-        vlm.model.to(accelerator.device)
     main = rank == 0
     say = log if main else (lambda *_a, **_k: None)
 
     _seed_everything(cfg.seed)
     layer = method.feature_layer(vlm.model)
+    if runtime.load_in is not None:  # norms and head in float32, inputs that require grad (QLoRA's recipe)
+        from peft import prepare_model_for_kbit_training
+
+        prepare_model_for_kbit_training(vlm.model, use_gradient_checkpointing=False)
     model = prepare_trainable(vlm.model, cfg, upto=method.lora_upto(vlm.model))
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     encoded = [vlm.encode_one(s.sample) for s in samples]
     metas = sample_meta(samples)
     schedule = batch_schedule(len(encoded), cfg.batch_size, cfg.steps, cfg.seed, groups_of(metas))
-    batches = local_batches(vlm, encoded, metas, schedule, rank, world, method)
+    steps = local_batches(vlm, encoded, metas, schedule, rank, world, method, cfg.micro_batch_size)
+    batches = [batch for step in steps for batch in step]  # every micro-batch, in training order
 
     reference = None
     if method.reference:
@@ -315,8 +343,8 @@ def unlearn(
             # LoRA starts as the identity, but disabling it makes "original model" true by construction
             with model.disable_adapter() if cfg.lora else contextlib.nullcontext():  # type: ignore[operator]
                 reference.precompute(model, batches)
-    method.prepare(model, batches, cfg.seed)
-    if accelerator is not None:
+    method.prepare(model, steps, cfg.seed)
+    if world > 1:  # DDP; one process needs no wrapper (and accelerate would move the model)
         model = accelerator.prepare_model(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -330,7 +358,7 @@ def unlearn(
         say("  ".join([f"{'step':>4}", f"{'loss':>9}", *(f"{k:>9}" for k in keys), f"{'lr':>9}"]))
     train_log: TrainLog = train(
         model,
-        iter(batches),
+        iter(steps),
         make_loss_fn(method, reference, vocab_mask, layer),
         TrainConfig(
             steps=cfg.steps,
@@ -343,6 +371,7 @@ def unlearn(
         desc=f"unlearning ({method.name})",
         progress=False,
         on_step=(lambda _step, rec: say(_step_row(rec, keys))) if progress else None,
+        reduce=(lambda t: accelerator.reduce(t.to(accelerator.device), "mean").cpu()) if world > 1 else None,
     )
     if not progress:
         say(loss_table(train_log.losses, keys))
@@ -365,6 +394,7 @@ def unlearn(
         "train_seconds": train_log.seconds,
         "saved": "adapter" if adapter_only else ("merged LoRA model" if cfg.lora else "model"),
         "processes": world,
+        "runtime": runtime.record(),
         "versions": versions(),
     }
     if accelerator is not None:

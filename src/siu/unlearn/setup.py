@@ -82,3 +82,21 @@ def set_full_scope(model: torch.nn.Module, scope: str) -> None:
     language = {id(p) for p in decoder.parameters()} | {id(p) for p in (head.parameters() if head else [])}
     for p in model.parameters():
         p.requires_grad_((id(p) in language) == (scope == "language_model"))
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each decoder layer's activations in the backward pass instead of keeping them.
+
+    The embeddings' output is made to require grad: with LoRA the embedding layer is frozen, so
+    without it the first checkpointed layer's input needs no grad and (re-entrant checkpointing)
+    its LoRA weights would get none, silently training nothing (a known failure elsewhere).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise SiuError(f"{type(base).__name__} does not support gradient checkpointing")
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x's name for it
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    base.enable_input_require_grads()

@@ -108,7 +108,15 @@ def build_processor(tokenizer: PreTrainedTokenizerFast, cfg: TinyLlavaConfig) ->
     )
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, cfg: TinyLlavaConfig) -> LlavaForConditionalGeneration:
+def build_model(
+    tokenizer: PreTrainedTokenizerFast,
+    cfg: TinyLlavaConfig,
+    vocab_size: int | None = None,
+    vision_feature_layer: int = -1,
+) -> LlavaForConditionalGeneration:
+    """A randomly initialised LLaVA of ``cfg``'s shape. ``vocab_size`` (default: the tokenizer's) lets a
+    stand-in for a real model keep the real vocabulary; ``vision_feature_layer`` -2 is real LLaVA's (a
+    tiny tower has no layer to spare)."""
     vision = CLIPVisionConfig(
         hidden_size=cfg.vision_hidden,
         intermediate_size=cfg.vision_hidden * 4,
@@ -119,7 +127,7 @@ def build_model(tokenizer: PreTrainedTokenizerFast, cfg: TinyLlavaConfig) -> Lla
         projection_dim=cfg.vision_hidden,
     )
     text = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size or len(tokenizer),
         hidden_size=cfg.text_hidden,
         intermediate_size=cfg.text_intermediate,
         num_hidden_layers=cfg.text_layers,
@@ -136,7 +144,7 @@ def build_model(tokenizer: PreTrainedTokenizerFast, cfg: TinyLlavaConfig) -> Lla
         text_config=text,
         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         image_seq_length=(cfg.image_size // cfg.patch_size) ** 2,
-        vision_feature_layer=-1,  # a tiny tower has no layer to spare (real LLaVA uses -2)
+        vision_feature_layer=vision_feature_layer,
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
     )

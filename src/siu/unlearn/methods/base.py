@@ -123,9 +123,12 @@ class Method:
         """The last decoder layer that gets LoRA adapters (None: every layer)."""
         return None
 
-    def prepare(self, model: torch.nn.Module, batches: Sequence[dict[str, Tensor]], seed: int) -> None:
-        """Called once before the first step, with the trainable model (the original weights) and the
-        batches of this process (e.g. to draw a random direction or mask gradients)."""
+    def prepare(
+        self, model: torch.nn.Module, steps: Sequence[Sequence[dict[str, Tensor]]], seed: int
+    ) -> None:
+        """Called once before the first step, with the trainable model (the original weights) and this
+        process's batches, step by step (each step's batch as its micro-batches), e.g. to draw a random
+        direction or mask gradients."""
 
     def record(self) -> dict[str, Any]:
         """What ``prepare`` decided, for run.json (e.g. the steered layer, the share of weights masked)."""

@@ -79,19 +79,25 @@ class Rmu(Method):
         return self._layer(_base(model))
 
     @torch.no_grad()
-    def prepare(self, model: torch.nn.Module, batches: Sequence[dict[str, Tensor]], seed: int) -> None:
+    def prepare(
+        self, model: torch.nn.Module, steps: Sequence[Sequence[dict[str, Tensor]]], seed: int
+    ) -> None:
         """Draw ``u`` and scale it by the original's mean hidden-state norm at the forget set's answer
-        positions (every step's batch holds the same kind of samples: the first one is measured; under
-        several processes the sums are all-reduced, so every process steers to the same vector)."""
+        positions (every step's batch holds the same kind of samples: the first one is measured, all
+        its micro-batches; under several processes the sums are all-reduced, so every process steers
+        to the same vector, that of the whole first batch)."""
         self.layer = layer = self._layer(_base(model))
         was_training = model.training
         model.eval()
-        _, hidden = forward(model, batches[0], layer)
+        sums = []
+        for batch in steps[0]:
+            _, hidden = forward(model, batch, layer)
+            assert hidden is not None
+            counted = (batch["labels"][:, 1:] != -100) & batch["forget"][:, None].to(hidden.device)
+            norms = hidden[:, :-1][counted].float().norm(dim=-1)
+            sums.append(torch.stack([norms.sum(), torch.tensor(float(norms.numel()), device=norms.device)]))
         model.train(was_training)
-        assert hidden is not None
-        counted = (batches[0]["labels"][:, 1:] != -100) & batches[0]["forget"][:, None].to(hidden.device)
-        norms = hidden[:, :-1][counted].float().norm(dim=-1)
-        total = torch.stack([norms.sum(), torch.tensor(float(norms.numel()), device=norms.device)])
+        total = torch.stack(sums).sum(dim=0)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(total)
         scale = total[0] / total[1] if total[1] > 0 else torch.tensor(1.0)
