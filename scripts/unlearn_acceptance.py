@@ -40,7 +40,7 @@ from siu.tables import format_table
 from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.methods import variants
 from siu.unlearn.run import unlearn
-from siu.world.cache import ensure_world_and_model
+from siu.world.cache import default_home, ensure_world_and_model
 
 VARIANTS = variants()  # the same names as siu bench run: every registered method and named variant
 
@@ -57,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="unlearning seed")
     ap.add_argument(
         "--world-seed", type=int, default=0, help="which synthetic world (built and pre-trained if missing)"
+    )
+    ap.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="this pre-trained model of the world instead of the cached one (which a code change "
+        "would re-pretrain: another instance)",
     )
     ap.add_argument("--images", type=int, default=8, help="held-out recognition questions per concept")
     ap.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
@@ -80,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in VARIANTS]
     if unknown:
         ap.error(f"unknown method(s) {unknown}; known: {', '.join(VARIANTS)}")
-    world, model, _ = ensure_world_and_model(micro=args.micro, seed=args.world_seed)
+    if args.model is not None:
+        world = default_home() / "worlds" / f"{'micro' if args.micro else 'default'}-seed{args.world_seed}"
+        model = args.model
+    else:
+        world, model, _ = ensure_world_and_model(micro=args.micro, seed=args.world_seed)
     bench = load_benchmark(world)
     slugs = [c.slug for c in bench.concepts] if args.concepts == "all" else args.concepts.split(",")
     for slug in slugs:
