@@ -178,4 +178,4 @@ def test_a_methods_profile_defaults_come_from_its_sweep_and_the_user_wins() -> N
     assert name == "paper" and paper.method_instance().options.retain_weight == 1.0 and paper.lr != 6e-4
     # a subclass with its own overrides does not inherit its parent's
     mm, _ = UnlearnConfig(method="mmunlearner").resolved("llava", 1_000_000)
-    assert mm.method_instance().options.retain_weight == 1.0 and mm.lora is False
+    assert mm.method_instance().options.retain_weight == 1.0 and mm.lora is False and mm.lr == 5e-4
