@@ -304,6 +304,7 @@ class OriginalSide:
     values: dict[str, float | None]  # the original's own value of each forgetting figure
     records: list[dict[str, Any]] = field(default_factory=list)
     answers_at_limit: float = float("nan")
+    probes: Probes | None = None  # what the side was computed on (the cells of a concept reuse them)
 
 
 def side_key(concept: Concept, cfg: EvalConfig, judge: Judge | None, original: VLM | None = None) -> str:
@@ -425,6 +426,7 @@ def original_side(
         values=values,
         records=records,
         answers_at_limit=gen.at_limit,
+        probes=pr,
     )
 
 
@@ -449,13 +451,15 @@ def evaluate_concept(
     :func:`original_side` with the same concept, config and judge); without it, it is computed here.
     """
     cfg = cfg or EvalConfig()
-    pr = build_probes(bench, concept, cfg)
     if side is None:
+        pr = build_probes(bench, concept, cfg)
         side = original_side(original, bench, concept, cfg, judge, pr, step)
     elif side.key != side_key(concept, cfg, judge, original):
         raise ValueError(
             f"the original's side was computed for {side.key}, not {side_key(concept, cfg, judge, original)}"
         )
+    # the probes the side was computed on: built once per concept, not once per cell
+    pr = side.probes if side.probes is not None else build_probes(bench, concept, cfg)
     gen = _Generator(unlearned, cfg)
     records: list[dict[str, Any]] = list(side.records)
     missing: dict[str, str] = {}
