@@ -199,3 +199,14 @@ def test_retain_reference_drawn_and_a_partly_missing_metric_explained(tmp_path: 
     assert "retain model" in (out / "figures" / "steps_forgetting.svg").read_text()
     assert "<td>retain</td>" in page  # its example answers
     assert "(1/2)" in page and "missing in 1 of 3 cells: the original answered no VQA question" in page
+
+
+def test_a_spread_of_equal_values_has_no_negative_error_bar() -> None:
+    """fmean([0.1] * 3) is 0.10000000000000002 > max: matplotlib refused the error bar (a real run
+    of 111 cells lost its report to it)."""
+    from siu.report.bench_data import spread
+    from siu.report.figures import _yerr
+
+    point = spread([0.1] * 3)
+    assert point is not None and point.lo <= point.mean <= point.hi
+    assert min(min(side) for side in _yerr([point])) >= 0

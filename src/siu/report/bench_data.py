@@ -134,7 +134,9 @@ def spread(values: Iterable[float | None]) -> Spread | None:
     if not xs:
         return None
     std = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return Spread(statistics.fmean(xs), min(xs), max(xs), std, len(xs))
+    lo, hi = min(xs), max(xs)
+    # the float mean of equal values can land a rounding step outside them (a negative error bar)
+    return Spread(min(max(statistics.fmean(xs), lo), hi), lo, hi, std, len(xs))
 
 
 def select(
