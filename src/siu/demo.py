@@ -10,7 +10,7 @@ from pathlib import Path
 from siu.bench.load import load_benchmark
 from siu.eval.run import evaluate
 from siu.report.html import eval_report
-from siu.runtime import Runtime
+from siu.runtime import Runtime, add_runtime_options
 from siu.unlearn.run import UnlearnConfig, unlearn
 from siu.world.cache import cached_retain_model, default_home, ensure_world_and_model
 
@@ -78,14 +78,12 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     demo.add_argument("--home", type=Path, default=None, help="cache directory (default $SIU_HOME)")
     demo.add_argument("--micro", action="store_true", help="the micro world: a one-minute run")
-    where = demo.add_argument_group("where the unlearning and evaluation run")
-    where.add_argument(
-        "--device",
-        default="cpu",
-        help="cpu (default: the world's model is 1M parameters and its figures were measured on the "
-        "CPU), cuda, cuda:N or mps; pre-training always runs on the CPU",
-    )
-    where.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    add_runtime_options(
+        demo,
+        device=("cpu", "cpu (default: the world's model is 1M parameters and its figures were measured on "
+                "the CPU), cuda, cuda:N or mps; pre-training always runs on the CPU"),
+        dtype=("float32", "float32 (default), bfloat16 or float16"),
+    )  # fmt: skip
     demo.set_defaults(handler=_cmd_demo)
 
 

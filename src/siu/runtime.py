@@ -140,20 +140,24 @@ class Runtime:
 CPU = Runtime(device="cpu", dtype="float32")
 
 
-def add_runtime_options(p: argparse.ArgumentParser, device_map: bool = False) -> None:
-    """``--device`` and ``--dtype`` (and ``--device-map`` for inference) on a command that loads models."""
+DEVICE_HELP = "cpu, cuda, cuda:N or mps (default auto: the first GPU if there is one, else the CPU)"
+DTYPE_HELP = (
+    "float32, bfloat16 or float16 (default auto: bfloat16 on a GPU that has it, float16 on older GPUs, "
+    "float32 on the CPU; the checkpoint's own dtype does not decide)"
+)
+
+
+def add_runtime_options(
+    p: argparse.ArgumentParser,
+    device_map: bool = False,
+    device: tuple[str, str] = ("auto", DEVICE_HELP),
+    dtype: tuple[str, str] = ("auto", DTYPE_HELP),
+) -> None:
+    """``--device`` and ``--dtype`` (and ``--device-map`` for inference) on a command that loads models;
+    ``device`` and ``dtype``: another default with its help text (``siu demo``'s CPU)."""
     group = p.add_argument_group("where models run")
-    group.add_argument(
-        "--device",
-        default="auto",
-        help="cpu, cuda, cuda:N or mps (default auto: the first GPU if there is one, else the CPU)",
-    )
-    group.add_argument(
-        "--dtype",
-        default="auto",
-        help="float32, bfloat16 or float16 (default auto: bfloat16 on a GPU that has it, float16 on "
-        "older GPUs, float32 on the CPU; the checkpoint's own dtype does not decide)",
-    )
+    group.add_argument("--device", default=device[0], help=device[1])
+    group.add_argument("--dtype", default=dtype[0], help=dtype[1])
     group.add_argument(
         "--max-image-side",
         type=int,

@@ -98,7 +98,8 @@ def evaluate(
     from siu.bench.load import load_benchmark
     from siu.eval.judges import make_judge
     from siu.eval.metrics import METRICS, EvalConfig, evaluate_concept, original_side, side_key
-    from siu.models.adapter import VLM, adapter_base, is_adapter_dir
+    from siu.models.adapter import VLM
+    from siu.models.files import adapter_base, is_adapter_dir
     from siu.outputs import versions, write_atomically
     from siu.runtime import CPU
     from siu.unlearn.inputs import check_out

@@ -303,17 +303,17 @@ def apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser)
             setattr(args, dest, value)
 
 
-SHARED_FIELDS = (
-    "lr", "batch_size", "lora", "lora_r", "lora_alpha", "lora_dropout", "warmup_ratio", "schedule",
-    "weight_decay", "max_grad_norm", "full_scope", "targets", "counts", "identities", "views",
-    "view_background", "gradient_checkpointing", "micro_batch_size", "reference", "overrides", "profile",
-)  # fmt: skip
+# the matrix's own axes; every other UnlearnConfig field is a flag of add_training_options
+PER_RUN_FIELDS = ("method", "options", "steps", "seed")
 
 
 def training_fields_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`UnlearnConfig` fields given by :func:`add_training_options`' flags (the rest stay at
     their defaults), as ``siu unlearn`` and every cell of ``siu bench run`` take them."""
-    given = {name: getattr(args, name) for name in SHARED_FIELDS if getattr(args, name, None) is not None}
+    from siu.unlearn.config import UnlearnConfig
+
+    shared = [f.name for f in dataclasses.fields(UnlearnConfig) if f.name not in PER_RUN_FIELDS]
+    given = {name: getattr(args, name) for name in shared if getattr(args, name, None) is not None}
     if "counts" in given:
         given["counts"] = tuple(given["counts"])
         if len(given["counts"]) != 4:
