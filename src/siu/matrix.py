@@ -158,7 +158,7 @@ def run_matrix(
     from siu.eval.run import evaluate
     from siu.outputs import versions
     from siu.runtime import CPU
-    from siu.unlearn.config import UnlearnConfig
+    from siu.unlearn.config import PER_RUN_FIELDS, UnlearnConfig
     from siu.unlearn.inputs import check_apart, check_out
     from siu.unlearn.run import RUN_FILE, unlearn
     from siu.world.cache import default_home
@@ -171,7 +171,7 @@ def run_matrix(
     if resume and overwrite:
         raise SiuError("--resume keeps the finished cells and --overwrite throws them away: choose one")
     training = dict(training or {})
-    bad = {"method", "options", "steps", "seed"} & set(training)
+    bad = set(PER_RUN_FIELDS) & set(training)
     if bad:
         raise SiuError(f"training options {', '.join(sorted(bad))} are the matrix's own axes")
     for method in methods:  # every cell's config is checked before any model is loaded

@@ -303,14 +303,10 @@ def apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser)
             setattr(args, dest, value)
 
 
-# the matrix's own axes; every other UnlearnConfig field is a flag of add_training_options
-PER_RUN_FIELDS = ("method", "options", "steps", "seed")
-
-
 def training_fields_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`UnlearnConfig` fields given by :func:`add_training_options`' flags (the rest stay at
     their defaults), as ``siu unlearn`` and every cell of ``siu bench run`` take them."""
-    from siu.unlearn.config import UnlearnConfig
+    from siu.unlearn.config import PER_RUN_FIELDS, UnlearnConfig
 
     shared = [f.name for f in dataclasses.fields(UnlearnConfig) if f.name not in PER_RUN_FIELDS]
     given = {name: getattr(args, name) for name in shared if getattr(args, name, None) is not None}

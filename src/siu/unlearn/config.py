@@ -57,6 +57,8 @@ TINY_PROFILE: dict[str, Any] = {
     "view_background": True,
 }
 PROFILE_FIELDS = tuple(PAPER_PROFILE)
+# what differs from one run of a matrix to the next; every other field is shared by its runs
+PER_RUN_FIELDS = ("method", "options", "steps", "seed")
 
 
 def _help(text: str) -> dict[str, str]:

@@ -1013,8 +1013,6 @@ def build_data_of_kind(
 
 
 DATA_KINDS = ("siu", "refusal", "naming", "forget_retain", "preference")
-# the kinds whose retain set holds target 4 (other concepts' facts): without a benchmark it needs overrides
-DATA_WITH_OTHER_FACTS = ("siu", "forget_retain", "preference")
 
 
 # ----------------------------------------------------------------------------- presentation

@@ -220,8 +220,9 @@ def unlearn(
 
     Returns the run record (what ``run.json`` holds); a dry run (``out`` may be None) returns the data
     set and config without training or writing anything. ``adapter_only``: save the LoRA adapter
-    instead of the merged model (None: the adapter when the run trains LoRA). ``runtime``: the device and dtype (default:
-    the CPU in float32; under several processes each process takes the accelerator's device).
+    instead of the merged model (None: the adapter when the run trains LoRA). ``runtime``: the device
+    and dtype (default: the CPU in float32; under several processes each process takes the
+    accelerator's device).
     """
     start = time.perf_counter()
     runtime = (runtime or CPU).check(training=True)
