@@ -71,13 +71,14 @@ def train(
     cfg: TrainConfig,
     desc: str = "training",
     progress: bool = True,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    on_step: Callable[[int, dict[str, float]], bool | None] | None = None,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> TrainLog:
     """Run ``cfg.steps`` optimiser steps; ``loss_fn`` returns the loss and named parts to log.
 
     ``reduce`` turns this process's logged figures into the whole batch's (under several processes:
-    the mean over processes of their scaled losses); the default logs them as they are.
+    the mean over processes of their scaled losses); the default logs them as they are. ``on_step``
+    returning True stops training after that step (a stopping rule; ``cfg.steps`` is then the cap).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -129,8 +130,8 @@ def train(
         record = {"step": step + 1, "loss": float(figures[0]), "lr": sched.get_last_lr()[0], **logged}
         log.losses.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)  # the bar's own mininterval decides
-        if on_step is not None:
-            on_step(step + 1, record)
+        if on_step is not None and on_step(step + 1, record):
+            break
     model.eval()
     log.seconds = time.perf_counter() - start
     return log

@@ -429,14 +429,19 @@ class VLM:
         return answers, cut
 
     @torch.no_grad()
-    def answer_logprobs(self, samples: Sequence[Sample], batch_size: int = 32) -> list[torch.Tensor]:
-        """Per-token log-probabilities of each sample's answer turn (1-D tensor per sample)."""
+    def answer_logprobs(
+        self, samples: Sequence[Sample], batch_size: int = 32, phrase_only: bool = False
+    ) -> list[torch.Tensor]:
+        """Per-token log-probabilities of each sample's answer turn (1-D tensor per sample); with
+        ``phrase_only``, of its ``target_phrase`` tokens only."""
         result: list[torch.Tensor] = []
         with self._eval_mode():
             for chunk in _chunks(samples, batch_size):
                 batch = self.to_device(self.encode(chunk))
                 logits = self.model(**self.model_inputs(batch)).logits.float()
                 lp, mask = token_logprobs(logits, batch["labels"])
+                if phrase_only:
+                    mask = mask & batch["target_mask"][:, 1:]
                 result.extend(lp[i][mask[i]].cpu() for i in range(lp.shape[0]))
         return result
 

@@ -182,6 +182,8 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
 def add_training_options(p: argparse.ArgumentParser, one_run: bool = True) -> None:
     """The data, training, method and device options of one unlearning run: ``siu unlearn``'s, and the
     same set on ``siu bench run`` (``one_run=False``: without --steps and --seed, which it takes as lists)."""
+    from siu.unlearn.stopping import STOPS, StopRule
+
     data = p.add_argument_group("data")
     data.add_argument(
         "--targets", type=_int_list, help="which SIU targets to build, e.g. 1,2,3,4 (default: all)"
@@ -251,6 +253,16 @@ def add_training_options(p: argparse.ArgumentParser, one_run: bool = True) -> No
         help=_config_help("gradient_checkpointing"),
     )
     train.add_argument("--micro-batch-size", type=int, help=_config_help("micro_batch_size"))
+    train.add_argument("--stop", choices=STOPS, default=None, help=_config_help("stop"))
+    train.add_argument(
+        "--stop-rule",
+        action="append",
+        default=None,
+        metavar="SETTING=VALUE",
+        help="change a setting of the stopping rule, e.g. --stop-rule patience=2 (settings: "
+        + ", ".join(f"{f.name} {f.default!r}" for f in dataclasses.fields(StopRule) if f.name != "mode")
+        + "; see docs/stopping.md)",
+    )
     train.add_argument(
         "--reference",
         choices=("cached", "adapter_off"),
@@ -318,7 +330,24 @@ def training_fields_from_args(args: argparse.Namespace) -> dict[str, Any]:
         given["targets"] = tuple(given["targets"])
     if "reference" in given:
         given["reference"] = given["reference"].replace("-", "_")
+    if "stop_rule" in given:
+        given["stop_rule"] = _settings(given["stop_rule"], "--stop-rule")
     return given
+
+
+def _settings(items: Any, flag: str) -> dict[str, Any]:
+    """``["patience=2", ...]`` (or a mapping from a config file) as a dict; values read as YAML."""
+    import yaml
+
+    if isinstance(items, dict):
+        return dict(items)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise SiuError(f"{flag} wants SETTING=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
 
 
 def unlearn_config_from_args(args: argparse.Namespace) -> Any:

@@ -16,6 +16,7 @@ from siu.unlearn.data import DataConfig
 from siu.unlearn.methods import Method, get_method, make_options, normalise_method
 from siu.unlearn.reference import REFERENCES
 from siu.unlearn.setup import FULL_SCOPES
+from siu.unlearn.stopping import StopRule
 
 PROFILES = ("auto", "paper", "tiny")
 MAX_LR = 1.0  # AdamW steps of more than 1 per weight are never fine-tuning; 1e30 once saved 6.8e30 weights
@@ -39,6 +40,7 @@ PAPER_PROFILE: dict[str, Any] = {
     "identities": 1,  # one made-up name, as in the authors' example
     "views": 1,  # the forget image as it is
     "view_background": False,
+    "stop": "never",  # train every step; a method may default to the stopping rule (siu.unlearn.stopping)
 }
 # The synthetic world's tiny LLaVA (about 1M parameters; language model 128 wide): the paper's LoRA
 # shape (r=128, alpha=256, which is full rank here) without dropout, a larger lr, batches of 32 of
@@ -111,6 +113,15 @@ class UnlearnConfig:
             "with less memory; default: the whole batch at once)"
         ),
     )
+    stop: str | None = field(
+        default=None,
+        metadata=_help(
+            "auto: stop as soon as the check views of the forget image no longer name the concept (or "
+            "the retain data drift out of budget), --steps being the cap; watch: record those checks "
+            "but train every step; never: train every step (default: the method's)"
+        ),
+    )
+    stop_rule: dict[str, Any] = field(default_factory=dict)  # StopRule fields to change
     reference: str = "cached"  # p_ref: "cached" (once, before step 1) | "adapter_off" (LoRA, every step)
     overrides: str | None = None  # YAML/JSON file overriding parts of the data
     profile: str = "auto"  # auto | paper | tiny
@@ -151,6 +162,7 @@ class UnlearnConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value < float("inf"):
                 raise SiuError(f"{name} must be a finite non-negative number, got {value!r}")
+        self.stop_settings().check()
         if self.reference not in REFERENCES:
             raise SiuError(f"reference must be one of {', '.join(REFERENCES)}; got {self.reference!r}")
         if self.reference == "adapter_off" and self.lora is False:
@@ -161,6 +173,14 @@ class UnlearnConfig:
         DataConfig(
             counts=counts, seed=self.seed, targets=tuple(self.targets), identities=self.identities or 1
         ).check()
+
+    def stop_settings(self) -> StopRule:
+        """The stopping rule of this config (mode ``never`` until resolved against a profile)."""
+        known = {f.name for f in dataclasses.fields(StopRule)} - {"mode"}
+        unknown = sorted(set(self.stop_rule) - known)
+        if unknown:
+            raise SiuError(f"unknown stop rule setting(s) {unknown}; known: {', '.join(sorted(known))}")
+        return StopRule(mode=self.stop or "never", **self.stop_rule)
 
     def resolved(self, model_type: str, n_params: int) -> tuple[UnlearnConfig, str]:
         """A copy with every ``None`` field taken from the profile (and the method's own overrides of

@@ -931,7 +931,7 @@ def others_on_their_images(
     return out
 
 
-def _retain_set(
+def retain_set(
     concept: Concept, bench: Benchmark | None, cfg: DataConfig, original: VLM | None
 ) -> list[UnlearnSample]:
     """Targets 3-4 (the concept's own facts, other concepts' facts) and other concepts on their pictures."""
@@ -948,11 +948,11 @@ def build_forget_retain_data(
     original: VLM | None = None,
 ) -> list[UnlearnSample]:
     """Forget set: the forget image's questions answered with the concept's name (as many as SIU's image
-    samples, targets 1-2). Retain set: see :func:`_retain_set`."""
+    samples, targets 1-2). Retain set: see :func:`retain_set`."""
     forget = build_baseline_data(
         "naming", concept, forget_image, cfg, bench, count=cfg.count(1) + cfg.count(2)
     )
-    return forget + _retain_set(concept, bench, cfg, original)
+    return forget + retain_set(concept, bench, cfg, original)
 
 
 def build_preference_data(
@@ -973,7 +973,7 @@ def build_preference_data(
         refusal, naming = refusals[i % len(refusals)], _naming_answer(concept, i, is_confirm)
         out.append(UnlearnSample(0, Sample(prompt, refusal, forget_image), pair=i, chosen=True))
         out.append(UnlearnSample(0, Sample(prompt, naming, forget_image), pair=i, chosen=False))
-    return out + _retain_set(concept, bench, cfg, original)
+    return out + retain_set(concept, bench, cfg, original)
 
 
 def _refusals(concept: Concept, cfg: DataConfig) -> list[str]:

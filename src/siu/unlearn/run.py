@@ -56,6 +56,7 @@ from siu.unlearn.losses import masked_pieces, vocab_mask_for_names
 from siu.unlearn.methods import LossInputs, Method
 from siu.unlearn.reference import Reference, forward, unwrap
 from siu.unlearn.setup import apply_lora, enable_gradient_checkpointing, set_full_scope
+from siu.unlearn.stopping import StopState, build_stop_data, check_row, measure
 from siu.unlearn.views import with_views
 
 RUN_FILE = "run.json"
@@ -169,6 +170,16 @@ def _shared(accelerator: Any, build: Callable[[], Any]) -> Any:
 
 
 # ----------------------------------------------------------------------------- the run
+def data_config(cfg: UnlearnConfig, overrides: dict[str, Any] | None) -> DataConfig:
+    return DataConfig(
+        counts=tuple(cfg.counts),  # type: ignore[arg-type]
+        seed=cfg.seed,
+        targets=tuple(cfg.targets),
+        overrides=overrides,
+        identities=cfg.identities or 1,
+    )
+
+
 def build_data(
     cfg: UnlearnConfig,
     concept: Concept,
@@ -178,13 +189,7 @@ def build_data(
     original: VLM | None,
 ) -> list[UnlearnSample]:
     """The method's data from the one forget image, spread over the profile's views of it."""
-    data_cfg = DataConfig(
-        counts=tuple(cfg.counts),  # type: ignore[arg-type]
-        seed=cfg.seed,
-        targets=tuple(cfg.targets),
-        overrides=overrides,
-        identities=cfg.identities or 1,
-    )
+    data_cfg = data_config(cfg, overrides)
     method = cfg.method_instance()
     samples = build_data_of_kind(method.data, concept, image, bench, data_cfg, original, stream=method.name)
     # Views come last, so that what is built from the image (the model's own naming prefix, its
@@ -215,6 +220,7 @@ def unlearn(
     progress: bool = True,
     runtime: Runtime | None = None,
     log: Callable[..., Any] = print,
+    observe: Callable[[int, VLM], None] | None = None,
 ) -> dict[str, Any]:
     """Unlearn ``concept`` from the model at ``model_path``; write the result to ``out``.
 
@@ -222,7 +228,8 @@ def unlearn(
     set and config without training or writing anything. ``adapter_only``: save the LoRA adapter
     instead of the merged model (None: the adapter when the run trains LoRA). ``runtime``: the device
     and dtype (default: the CPU in float32; under several processes each process takes the
-    accelerator's device).
+    accelerator's device). ``observe(step, vlm)``: called after every step with the model as it is
+    then (a hook for studies, e.g. ``scripts/stop_study.py``; it must not change the model).
     """
     start = time.perf_counter()
     runtime = (runtime or CPU).check(training=True)
@@ -298,6 +305,21 @@ def unlearn(
 
     # 3. data (the original model answers what the records lack), built once under several processes
     samples = _shared(accelerator, lambda: build_data(cfg, record, image, bench, overrides, vlm))
+    rule = cfg.stop_settings()
+    stop_data = None
+    if rule.mode != "never" and not dry_run:  # the original's answers to the rule's checks
+        stop_data = _shared(
+            accelerator,
+            lambda: build_stop_data(
+                rule,
+                record,
+                image,
+                bench,
+                data_config(cfg, overrides),
+                vlm,
+                {s.sample.prompt for s in samples},
+            ),
+        )
     summary = {
         "method": method.name,
         "profile": profile,
@@ -357,6 +379,31 @@ def unlearn(
     )
     if progress:
         say("  ".join([f"{'step':>4}", f"{'loss':>9}", *(f"{k:>9}" for k in keys), f"{'lr':>9}"]))
+    state = StopState(rule) if stop_data is not None else None
+    if stop_data is not None and not stop_data.own.questions:
+        say(
+            f"stopping rule: the original model does not name {record.name!r} on any check view of the "
+            "forget image, so the rule cannot see it forgotten; it stops only on its budgets or the cap"
+        )
+
+    def on_step(step: int, rec: dict[str, float]) -> bool:
+        if progress:
+            say(_step_row(rec, keys))
+        if observe is not None:
+            observe(step, vlm)
+        if state is None or stop_data is None:
+            return False
+        stop = state.decide(step, measure(stop_data, vlm))
+        if world > 1:  # every process stops at the same step (the main process decides)
+            from accelerate.utils import broadcast_object_list
+
+            box = [stop]
+            broadcast_object_list(box, from_process=0)
+            stop = bool(box[0])
+        if progress:
+            say(f"{'':>4}  {check_row(state.checks[-1])}")
+        return stop
+
     train_log: TrainLog = train(
         model,
         iter(steps),
@@ -371,11 +418,21 @@ def unlearn(
         ),
         desc=f"unlearning ({method.name})",
         progress=False,
-        on_step=(lambda _step, rec: say(_step_row(rec, keys))) if progress else None,
+        on_step=on_step,
         reduce=(lambda t: accelerator.reduce(t.to(accelerator.device), "mean").cpu()) if world > 1 else None,
     )
     if not progress:
         say(loss_table(train_log.losses, keys))
+    stopping = None
+    if state is not None and stop_data is not None:
+        stopping = {
+            **state.record(cfg.steps),
+            "check_questions": len(stop_data.own.questions),
+            "other_concepts_checked": len(stop_data.others.questions),
+            "original": stop_data.original,
+        }
+    if stopping is not None and rule.mode == "auto":
+        say(f"stopped after step {stopping['steps_taken']} of at most {cfg.steps}: {stopping['reason']}")
 
     # 5. write (main process only), never a broken model
     trained = unwrap(model)
@@ -391,6 +448,8 @@ def unlearn(
         "image": image_name,
         "seed": cfg.seed,
         "losses": train_log.losses,
+        "steps_taken": len(train_log.losses),
+        "stopping": stopping,
         "method_state": method.record(),
         "train_seconds": train_log.seconds,
         "saved": "adapter" if adapter_only else ("merged LoRA model" if cfg.lora else "model"),

@@ -41,12 +41,14 @@ def _border_colour(img: Image.Image) -> tuple[int, int, int]:
     return tuple(sorted(c[i] for c in border)[len(border) // 2] for i in range(3))  # type: ignore[return-value]
 
 
-def _repainted(img: Image.Image, k: int) -> Image.Image:
-    """A copy of view ``k`` with its background flood-filled from the corners in view ``k``'s grey."""
+def _repainted(img: Image.Image, k: int, colour: tuple[int, int, int] | None = None) -> Image.Image:
+    """A copy of view ``k`` with its background flood-filled from the corners in view ``k``'s grey
+    (or in ``colour``)."""
     img = img.copy()
     w, h = img.size
-    level = BACKGROUND_LEVELS[(k // len(SCALES)) % len(BACKGROUND_LEVELS)]
-    colour = (level, level, level)
+    if colour is None:
+        level = BACKGROUND_LEVELS[(k // len(SCALES)) % len(BACKGROUND_LEVELS)]
+        colour = (level, level, level)
     for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
         if img.getpixel(xy) != colour:
             ImageDraw.floodfill(img, xy, colour, thresh=BACKGROUND_THRESHOLD)
@@ -107,3 +109,20 @@ def with_views(
         picture = (same_background if s.target == DESCRIBES_THE_IMAGE else pictures)[k]
         out.append(replace(s, sample=replace(s.sample, image=picture), view=k))
     return out
+
+
+def colour_cast_view(image: Image.Image, k: int, seed: int) -> Image.Image:
+    """A view unlike the training views in colour: rescaled and shifted like view ``k``, then a colour
+    cast (each channel scaled on its own) and the background repainted in a random colour. The
+    stopping rule asks its questions on these: pictures of a concept differ in colour and background
+    more than in grey level, and forgetting that holds only for the training's kind of view is not
+    forgetting the concept."""
+    rng = random.Random(f"siu-colour-view:{seed}:{k}")
+    img = view(image, k, seed)
+    background = tuple(rng.randint(30, 225) for _ in range(3))
+    img = _repainted(img, k, background)  # type: ignore[arg-type]
+    cast = [rng.uniform(0.8, 1.2) for _ in range(3)]
+    bands = [
+        band.point(lambda v, f=f: min(255, round(v * f))) for band, f in zip(img.split(), cast, strict=True)
+    ]
+    return Image.merge("RGB", bands)
