@@ -65,6 +65,19 @@ def main(argv: list[str] | None = None) -> int:
         help="this pre-trained model of the world instead of the cached one (which a code change "
         "would re-pretrain: another instance)",
     )
+    ap.add_argument(
+        "--world",
+        type=Path,
+        default=None,
+        help="with --model: the world directory it was pre-trained on (default: the cached world of "
+        "--world-seed)",
+    )
+    ap.add_argument(
+        "--stop",
+        choices=("auto", "watch", "never"),
+        default=None,
+        help="the stopping rule (default: the method's; --steps is then the cap)",
+    )
     ap.add_argument("--images", type=int, default=8, help="held-out recognition questions per concept")
     ap.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
     ap.add_argument(
@@ -88,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown method(s) {unknown}; known: {', '.join(VARIANTS)}")
     if args.model is not None:
-        world = default_home() / "worlds" / f"{'micro' if args.micro else 'default'}-seed{args.world_seed}"
+        world = args.world or (
+            default_home() / "worlds" / f"{'micro' if args.micro else 'default'}-seed{args.world_seed}"
+        )
         model = args.model
     else:
         world, model, _ = ensure_world_and_model(micro=args.micro, seed=args.world_seed)
@@ -107,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                 out = Path(tmp) / f"{variant}-{slug}"
                 name, options = VARIANTS[variant]
                 cfg = UnlearnConfig(
-                    method=name, options={**options, **extra}, steps=args.steps, lr=args.lr, seed=args.seed
+                    method=name,
+                    options={**options, **extra},
+                    steps=args.steps,
+                    lr=args.lr,
+                    seed=args.seed,
+                    stop=args.stop,
                 )
                 run = unlearn(model, slug, None, world, cfg, out, progress=False, log=lambda *_: None)
                 after, _ = concept_scores(VLM.load(out), probes)
@@ -116,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                     {
                         "variant": variant,
                         "steps": run["config"]["steps"],
+                        "steps_taken": run["steps_taken"],
+                        "stop": run["config"]["stop"],
+                        "stop_reason": run["stopping"]["reason"] if run["stopping"] else None,
                         "lr": run["config"]["lr"],
                         "options": extra,
                         **summary,
@@ -124,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"[{variant} {k + 1}/{len(slugs)}] {slug}: forget {summary['forget_recognition']:.2f} "
                     f"others {summary['others_relative']:.2f} facts {summary['facts']:.2f} "
+                    f"steps {run['steps_taken']} "
                     f"({time.perf_counter() - start:.0f} s)",
                     file=sys.stderr,
                     flush=True,
@@ -138,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             [
                 variant,
+                mine[0]["stop"],
                 mine[0]["steps"],
+                f"{mean('steps_taken'):.1f}",
                 f"{mine[0]['lr']:g}",
                 f"{mean('forget_recognition'):.3f}",
                 f"{mean('others_relative'):.3f}",
@@ -154,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(before[s]['recognition'] for s in slugs) / len(slugs):.3f}, facts "
         f"{sum(before[s]['facts'] for s in slugs) / len(slugs):.3f}."
     )
-    print(format_table(["method", "steps", "lr", "forget", "others", "facts", "all three met"], rows))
+    print(
+        format_table(
+            ["method", "stop", "step cap", "steps taken", "lr", "forget", "others", "facts", "all three met"],
+            rows,
+        )
+    )
     if args.json is not None:
         args.json.write_text(json.dumps({"before": before, "runs": runs}, indent=2) + "\n")
     return 0

@@ -57,7 +57,10 @@ def science(micro_world: tuple[Path, Path], tmp_path_factory: pytest.TempPathFac
 # ----------------------------------------------------------------------------- (1) the science
 def test_siu_forgets_the_concept_and_keeps_the_rest(science: dict) -> None:
     run = science["run"]
-    assert run["profile"] == "tiny" and run["config"]["steps"] <= 10
+    # SIU stops by its rule (docs/stopping.md): well inside the ten steps, below its cap
+    assert run["profile"] == "tiny" and run["config"]["stop"] == "auto"
+    assert run["steps_taken"] <= 10 < run["config"]["steps"]
+    assert run["stopping"]["stopped_at"] == run["steps_taken"]  # by the rule, not the cap
     # one image: targets 1 and 2 show the forget image or views of it (rescaled, repainted), nothing else
     images = {d["image"] for d in run["dataset"] if d["target"] in (1, 2)}
     assert "forget image" in images and all(i.startswith("forget image") for i in images)
@@ -85,7 +88,7 @@ def test_run_record_model_and_untouched_input(science: dict, micro_world: tuple[
     assert record["method"] == "siu" and record["seed"] == 0
     assert record["concept"]["slug"] == SCIENCE_CONCEPT
     assert set(record["versions"]) >= {"torch", "transformers", "peft", "siu"}
-    assert [r["step"] for r in record["losses"]] == list(range(1, record["config"]["steps"] + 1))
+    assert [r["step"] for r in record["losses"]] == list(range(1, record["steps_taken"] + 1))
     assert all({"loss", "ce", "dmk", "lr"} <= set(r) for r in record["losses"])
     assert len(record["dataset"]) == 34 and {d["target"] for d in record["dataset"]} == {1, 2, 3, 4}
     assert record["config"]["options"] == {
@@ -288,4 +291,10 @@ def test_profiles() -> None:
     tiny = profile_for("llava", 1_000_000)
     assert tiny["steps"] <= 10
     cfg, name = UnlearnConfig(steps=3).resolved("llava", 1_000_000)
-    assert name == "tiny" and cfg.steps == 3 and cfg.lr == tiny["lr"]
+    # SIU's own override of the profile: the stopping rule, a constant lr of 5e-4 and a cap of 16
+    assert name == "tiny" and cfg.steps == 3 and cfg.lr == 5e-4 and cfg.stop == "auto"
+    assert cfg.schedule == "constant" and UnlearnConfig().resolved("llava", 1_000_000)[0].steps == 16
+    npo, _ = UnlearnConfig(method="npo").resolved("llava", 1_000_000)
+    assert npo.stop == "never" and npo.lr == tiny["lr"] and npo.steps == tiny["steps"]
+    real, _ = UnlearnConfig().resolved("llava", 7_000_000_000)
+    assert real.stop == "auto" and real.steps == 10 and real.lr == 3e-4

@@ -69,6 +69,9 @@ def markdown_table(cells: Sequence[dict[str, Any]]) -> str:
         mine = [c for c in cells if c["method"] == method and c["steps"] == steps]
         row = [_mean_std([c["metrics"].get(m) for c in mine]) for m in TABLE_METRICS]
         shown = "-" if method == RETAIN else str(steps)
+        taken = [c["steps_taken"] for c in mine if isinstance(c.get("steps_taken"), int)]
+        if taken and any(t != steps for t in taken):  # a stopping rule: steps is the cap
+            shown = f"{steps} (stopped after {sum(taken) / len(taken):.1f})"
         lines.append(f"| {method} | {shown} | {len(mine)} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -263,7 +266,7 @@ def run_matrix(
                 os.replace(unlearned, where / "adapter")
         cells.append({"method": method, "steps": n_steps, "seed": seed, "concept": slug,
                       "metrics": result["metrics"], "original_values": result["original_values"],
-                      "train_seconds": run["train_seconds"]})  # fmt: skip
+                      "train_seconds": run["train_seconds"], "steps_taken": run["steps_taken"]})  # fmt: skip
         save()
     if not todo:
         log("every cell was already finished")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -35,6 +35,12 @@ class Siu(Method):
 
     name = "siu"
     rank = 0
+    # the stopping rule by default (docs/stopping.md): steps is then the cap. On the tiny model a
+    # constant lr of 5e-4 makes each step a small, even move, so the rule can stop at the right one.
+    profile_overrides: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"stop": "auto", "steps": 16, "lr": 5e-4, "schedule": "constant"},
+        "paper": {"stop": "auto", "steps": 10},
+    }
     summary = "SIU: CE on four-target data + Dual Masked KL to the original (the paper's method)"
     Options = SiuOptions
     data = "siu"
