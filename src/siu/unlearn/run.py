@@ -375,7 +375,8 @@ def unlearn(
     say(
         f"unlearning {record.name!r} with {method.name} ({profile} profile, "
         f"{'LoRA r=' + str(cfg.lora_r) if cfg.lora else 'full fine-tuning'}, {trainable:,} of {n_params:,} "
-        f"parameters trained): {len(samples)} samples, {cfg.steps} steps"
+        f"parameters trained): {len(samples)} samples, "
+        + (f"at most {cfg.steps} steps (--stop auto)" if rule.mode == "auto" else f"{cfg.steps} steps")
     )
     if progress:
         say("  ".join([f"{'step':>4}", f"{'loss':>9}", *(f"{k:>9}" for k in keys), f"{'lr':>9}"]))

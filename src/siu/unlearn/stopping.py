@@ -298,7 +298,7 @@ def check_row(check: dict[str, Any]) -> str:
         parts.append(f"drift {check['drift']:+.3f}")
     if "others_named" in check:
         parts.append(
-            f"others named {check['others_named']:.2f}, their names -{check['others_drop']:.2f} nats"
+            f"others named {check['others_named']:.2f}, their names' log-p {-check['others_drop']:+.2f}"
         )
     if check.get("stop"):
         parts.append(f"-> stop: {check['stop']}")
