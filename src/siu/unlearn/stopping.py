@@ -124,7 +124,6 @@ class StopData:
     answers to compare with."""
 
     concept: Concept
-    naming: list[Sample]  # check views x naming questions (prompt only)
     own: Named  # the original's naming answers on the check views that name the concept
     retain: list[Sample]  # the retain data's text samples, answered
     retain_logprob: list[float]  # the original's mean per-token log-prob of each retain answer
@@ -197,7 +196,6 @@ def build_stop_data(
             others.add(question, answer, who)
     data = StopData(
         concept=concept,
-        naming=naming,
         own=own,
         retain=text,
         retain_logprob=_mean_logprobs(original, text),
