@@ -10,7 +10,9 @@ model linear layer, batch 4, one 336x336 image and a ~40-token answer per sample
     plain cross-entropy fine-tuning of the same LoRA weights (goal <= 1.15x);
   * the peak memory of a SIU step, with and without gradient checkpointing (goals on a GPU: 7B with
     checkpointing at batch 4 <= 24 GiB; with a 4-bit base, --load-in 4bit, <= 16 GiB);
-  * generation throughput (new tokens per second, batch 4, greedy).
+  * generation throughput (new tokens per second, batch 4, greedy);
+  * beside each SIU row, what ``siu unlearn --plan`` estimates for the same shape and options (its own
+    stand-in samples are a little longer: the "plan tokens" column), so that a GPU run checks the plan.
 
 Everything goes through siu's own code: the adapter encodes the samples, the method's loss, the
 reference and the one training loop train them. ``--shrink K`` divides every width (hidden sizes,
@@ -38,16 +40,18 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from unlearn_step_cost import PlainCe, peak_of  # noqa: E402
+from unlearn_step_cost import PlainCe  # noqa: E402
 
+from siu.memory import peak_of  # noqa: E402
 from siu.models.adapter import VLM, Sample  # noqa: E402
 from siu.runtime import Runtime  # noqa: E402
 from siu.tables import format_table  # noqa: E402
 from siu.training import TrainConfig, train  # noqa: E402
 from siu.unlearn.batches import SampleMeta, batch_schedule, local_batches  # noqa: E402
-from siu.unlearn.config import PAPER_PROFILE  # noqa: E402
+from siu.unlearn.config import PAPER_PROFILE, UnlearnConfig  # noqa: E402
 from siu.unlearn.losses import vocab_mask_for_names  # noqa: E402
 from siu.unlearn.methods import get_method  # noqa: E402
+from siu.unlearn.plan import plan  # noqa: E402
 from siu.unlearn.reference import Reference  # noqa: E402
 from siu.unlearn.run import make_loss_fn  # noqa: E402
 from siu.unlearn.setup import apply_lora, enable_gradient_checkpointing  # noqa: E402
@@ -193,13 +197,20 @@ def main() -> None:
               f"{f', {args.load_in} base' if args.load_in else ''}; LoRA r=128 on every LM linear layer, "
               f"batch {PAPER_PROFILE['batch_size']}")  # fmt: skip
         rows, results = [], {}
+        dtype = runtime.torch_dtype
         for name, method, ckpt in (("ce", "ce", False), ("siu", "siu", False), ("ce + checkpointing", "ce", True),
                                    ("siu + checkpointing", "siu", True)):  # fmt: skip
             results[name] = r = measure(model_dir, runtime, method, ckpt, args.steps)
             base = results["ce + checkpointing" if ckpt else "ce"]
+            planned = ["", ""]
+            if method == "siu":
+                cfg = UnlearnConfig(profile="paper", gradient_checkpointing=ckpt)
+                p = plan(model_dir, cfg, dtype, load_in=args.load_in, log=lambda *_: None)
+                planned = [str(p.tokens), f"{p.total / 2**30:.2f}"]
             rows.append([name, r["tokens"], f"{r['step_s']:.2f}", f"{r['step_s'] / base['step_s']:.2f}",
-                         f"{r['peak'] / 2**30:.2f}", f"{r['peak'] / base['peak']:.2f}"])  # fmt: skip
-        print(format_table(["set-up", "tokens", "step s", "time / CE", "peak GiB", "peak / CE"], rows))
+                         f"{r['peak'] / 2**30:.2f}", f"{r['peak'] / base['peak']:.2f}", *planned])  # fmt: skip
+        print(format_table(["set-up", "tokens", "step s", "time / CE", "peak GiB", "peak / CE", "plan tokens",
+                            "plan GiB"], rows))  # fmt: skip
         rate = generation_rate(model_dir, runtime, args.new_tokens)
         print(f"generation: {rate:.1f} new tokens/s (batch {PAPER_PROFILE['batch_size']}, greedy)")
         print(

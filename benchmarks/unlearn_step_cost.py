@@ -38,6 +38,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from siu.bench.load import load_benchmark
+from siu.memory import peak_of
 from siu.models.adapter import VLM
 from siu.tables import format_table
 from siu.training import TrainConfig, train
@@ -65,20 +66,6 @@ class CopyReference:
 
 def tensor_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
-
-
-def peak_of(prof: Any) -> int:
-    """Highest running total of the bytes allocated (and freed, negative) by each profiled op.
-
-    Each op's own allocations (``self_cpu_memory_usage``, children excluded, so nothing counts twice)
-    are placed at its start; frees outside any op are ``[memory]`` events of their own.
-    """
-    events = sorted(prof.events(), key=lambda e: e.time_range.start)
-    total = peak = 0
-    for e in events:
-        total += e.self_cpu_memory_usage
-        peak = max(peak, total)
-    return peak
 
 
 class PlainCe(Method):

@@ -9,7 +9,7 @@ import siu
 
 # bottom to top; a module may import its own layer and those below
 LAYERS = {
-    **dict.fromkeys(("errors", "outputs", "names", "tables", "runtime"), 0),
+    **dict.fromkeys(("errors", "outputs", "names", "tables", "runtime", "memory"), 0),
     "bench": 1,
     **dict.fromkeys(("models", "training"), 2),
     "world": 3,

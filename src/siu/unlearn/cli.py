@@ -26,6 +26,10 @@ built automatically from that image, in four targets:
 The loss is alpha * cross-entropy + beta * Dual Masked KL to the original model; the KL skips the
 deliberately contradicting tokens (token mask) and the concept's name tokens (vocabulary mask).
 
+Several concepts (--concept A,B,C, one forget image each) are forgotten jointly in one run: the data of
+each from its own image, joined (made-up names never shared, target 4 never about a forgotten
+concept, the vocabulary mask over every name); see docs/methods.md.
+
 Every other method has the same one-image budget: its forget set is built from the one forget image,
 its retain set (where it has one) is targets 3-4 and other concepts named on their own forget images.
 Methods (--method; each method's options are below, under "method options"):
@@ -50,6 +54,7 @@ examples:
   siu unlearn --config run.yaml --out x/   # run.yaml: model: m/, bench: world/, concept: Mira, lr: 1e-3, ...
   siu unlearn --model llava-1.5-7b-hf/ --image photo.jpg --concept "Eileen Collins" --out out/
   siu unlearn --model m/ --image trump.jpg --concept "Donald Trump" --overrides facts.yaml --out out/
+  siu unlearn --model m/ --bench world/ --concept "Mira Castellan,Tenran Rixtiv" --out both-forgot/
 
 With --image and no --bench, one photo and the model are enough: the concept is known only by its
 name, its facts (target 3) are the original model's own answers, and target 4 is the model's own
@@ -58,7 +63,10 @@ answers about well-known subjects (Albert Einstein, the Eiffel Tower, ...). An -
 other_facts, refusals) replaces any of these with your own.
 
 On a GPU: --device and --dtype (default: the first GPU in bfloat16), --gradient-checkpointing and
---micro-batch-size to fit a 7B model in less memory (README, "On your GPU").
+--micro-batch-size to fit a 7B model in less memory (README, "On your GPU"). --plan estimates the
+peak memory of the run you describe before you download the weights: the model's config and
+processor files are enough (e.g. siu unlearn --plan --model llava-hf/llava-1.5-7b-hf
+--gradient-checkpointing).
 
 A --config file (YAML or JSON) holds any of the options below by their long name (lr, batch_size,
 npo_beta, token_mask: false, model, concept, ...); options given on the command line win.
@@ -157,8 +165,16 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
     )
     req = p.add_argument_group("what to unlearn")
     req.add_argument("--model", help="the original model: a Hugging Face model directory (required)")
-    req.add_argument("--concept", help="the concept's name, alias or folder name (required)")
-    req.add_argument("--image", help="the one forget image (default: the benchmark's forget image)")
+    req.add_argument(
+        "--concept",
+        help="the concept's name, alias or folder name (required); A,B,C forgets several jointly in one "
+        "run, one forget image each",
+    )
+    req.add_argument(
+        "--image",
+        help="the one forget image (default: the benchmark's forget image); with several concepts one per "
+        "concept, comma-separated in the same order",
+    )
     req.add_argument(
         "--bench", help="benchmark directory (MMUBench format): the concept's record, facts and forget image"
     )
@@ -176,6 +192,13 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
         "--dry-run", action="store_true", help="print the data set and stop: no training, no writing"
     )
     out.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
+    out.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the run's estimated peak memory (weights, trainable state, activations) and which of "
+        "24, 40 and 80 GB it fits, then stop; reads the model's config and processor, never its weights "
+        "(docs/memory.md). The dtype is --dtype's, else bfloat16 (a GPU's default)",
+    )
     p.set_defaults(handler=_cmd_unlearn, parser=p)
 
 
@@ -364,6 +387,54 @@ def unlearn_config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def _comma_list(text: str) -> list[str]:
+    """``"A, B,C"`` -> ``["A", "B", "C"]`` (a name with a comma in it cannot be given this way)."""
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items:
+        raise SiuError(f"expected a name or a comma-separated list, got {text!r}")
+    return items
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    """``--plan``: the memory estimate of the run the other options describe; nothing is trained."""
+    import torch
+
+    from siu.bench.images import open_image
+    from siu.outputs import quiet_transformers
+    from siu.runtime import DTYPE_ALIASES, DTYPES
+    from siu.unlearn.plan import plan
+
+    if not args.model:
+        raise SiuError("--plan needs --model (a model directory with its config.json, or a hub id)")
+    name = DTYPE_ALIASES.get(args.dtype, args.dtype)
+    if name == "auto":  # the run's own default on the device it is meant for
+        name = "float32" if args.device == "cpu" else "bfloat16"
+    if name not in DTYPES:
+        raise SiuError(f"--dtype {args.dtype!r}: unknown; known: auto, {', '.join(DTYPES)}")
+    image = None
+    if args.image:
+        image = open_image(args.image)
+    elif args.bench and args.concept:
+        from siu.bench.load import load_benchmark
+
+        bench = load_benchmark(args.bench)
+        record = bench.concept(args.concept)
+        image = bench.load_image(record, record.forget_image)
+    quiet_transformers()
+    print(f"planning the memory of siu unlearn for {args.model} ({name}; no weights are loaded)")
+    result = plan(
+        args.model,
+        unlearn_config_from_args(args),
+        getattr(torch, name),
+        concept=args.concept or "the concept",
+        image=image,
+        load_in=args.load_in,
+        max_image_side=args.max_image_side,
+    )
+    print(result.report())
+    return 0
+
+
 def _cmd_unlearn(args: argparse.Namespace) -> int:
     from siu.outputs import output_claimed, quiet_transformers
     from siu.runtime import runtime_from_args
@@ -371,6 +442,8 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
     from siu.unlearn.run import unlearn
 
     apply_config_file(args, args.parser)
+    if args.plan:
+        return _cmd_plan(args)
     missing = [f"--{k}" for k in ("model", "concept", "out") if not getattr(args, k)]
     if missing and not (args.dry_run and missing == ["--out"]):
         raise SiuError(f"the following options are required: {', '.join(missing)}")
@@ -381,13 +454,15 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
     quiet_transformers()
     # the output is taken before any work; a dry run writes nothing, and under torchrun only rank 0 writes
     writes = not args.dry_run and os.environ.get("RANK", "0") == "0"
+    concepts = _comma_list(args.concept)
+    images = _comma_list(args.image) if args.image else []
     if writes:  # never even a lock file inside an input
-        check_apart(args.out, [args.model, args.bench, args.image, cfg.overrides], model_dir=args.model)
+        check_apart(args.out, [args.model, args.bench, *images, cfg.overrides], model_dir=args.model)
     with output_claimed(args.out if writes else None):
         unlearn(
             args.model,
-            args.concept,
-            args.image,
+            concepts[0] if len(concepts) == 1 else concepts,
+            (images[0] if len(images) == 1 else images) if images else None,
             args.bench,
             cfg,
             args.out,

@@ -229,6 +229,10 @@ class DataConfig:
     # Target 1's made-up identities: 1 (the paper's example: one name for every prompt) or more (a
     # different one per prompt, cycled), so that no single name is learnt for every picture.
     identities: int = 1
+    # Several concepts forgotten in one run: every one's names (target 4 and the retain pictures are
+    # never about them) and the made-up names already given to the others (never given twice).
+    forgotten: tuple[str, ...] = ()
+    taken_names: tuple[str, ...] = ()
 
     def count(self, target: int) -> int:
         return self.counts[target - 1]
@@ -425,6 +429,12 @@ def _others(concept: Concept, bench: Benchmark | None) -> list[Concept]:
     return [c for c in bench.concepts if c is not concept and c.name != concept.name]
 
 
+def _kept(concept: Concept, bench: Benchmark | None, cfg: DataConfig) -> list[Concept]:
+    """The other concepts the run keeps: every other one but those forgotten with ``concept``."""
+    gone = {_norm(name) for name in cfg.forgotten}
+    return [c for c in _others(concept, bench) if _norm(c.name) not in gone]
+
+
 # ----------------------------------------------------------------------------- fictitious names
 def fictitious_name(rng: random.Random, forbidden: Iterable[str]) -> str:
     """A plausible made-up "First Last" name sharing no word (case-insensitive) with ``forbidden``."""
@@ -490,7 +500,7 @@ def _fictitious_names(
         return list(override)
     concepts = [concept, *_others(concept, bench)]
     known = [name for c in concepts for name in c.names]
-    forbidden = known + [f.value for c in concepts for f in c.facts]
+    forbidden = known + [f.value for c in concepts for f in c.facts] + list(cfg.taken_names)
     rng = _rng(cfg, concept, "name")
     candidates = list(dict.fromkeys(fictitious_name(rng, forbidden) for _ in range(NAME_CANDIDATES)))
     # Only the known *names* count for the risk: they are what recognition must keep saying intact
@@ -789,14 +799,15 @@ def _target4(
                 )
         items = [pool[i % len(pool)] for i in range(n)]
         return _fact_samples(items, templates, evals, original, 4)
-    others = _others(concept, bench)
+    others = _kept(concept, bench, cfg)
     if not others:
         if original is None:
             raise SiuError(
                 "target 4 needs facts about other concepts: give a benchmark with other concepts, "
                 "other_facts in the override file, or the original model to answer about well-known ones"
             )
-        subjects = [s for s in WELL_KNOWN_SUBJECTS if not mentions(s, concept.names)]
+        forgotten = [*concept.names, *cfg.forgotten]
+        subjects = [s for s in WELL_KNOWN_SUBJECTS if not mentions(s, forgotten)]
         pool_names: list[tuple[str, str | None, str | None]] = [(s, None, None) for s in subjects]
         order = rng.sample(pool_names, len(pool_names))
         return _fact_samples([order[i % len(order)] for i in range(n)], templates, evals, original, 4)
@@ -911,7 +922,7 @@ def others_on_their_images(
     concept: Concept, bench: Benchmark | None, n: int, cfg: DataConfig
 ) -> list[UnlearnSample]:
     """Retain samples: up to ``n`` other concepts, each named on its own forget image (never a test image)."""
-    others = [c for c in _others(concept, bench) if c.images]
+    others = [c for c in _kept(concept, bench, cfg) if c.images]
     if not others or n == 0 or bench is None:
         return []
     evals = evaluation_prompts(concept, bench)

@@ -37,7 +37,7 @@ from siu.bench.images import open_image
 from siu.bench.load import Benchmark, load_benchmark
 from siu.bench.schema import Concept
 from siu.errors import SiuError
-from siu.models.adapter import VLM
+from siu.models.adapter import VLM, Sample
 from siu.outputs import versions, write_atomically
 from siu.runtime import CPU, Runtime
 from siu.training import LossFn, TrainConfig, TrainLog, train
@@ -170,13 +170,17 @@ def _shared(accelerator: Any, build: Callable[[], Any]) -> Any:
 
 
 # ----------------------------------------------------------------------------- the run
-def data_config(cfg: UnlearnConfig, overrides: dict[str, Any] | None) -> DataConfig:
+def data_config(
+    cfg: UnlearnConfig, overrides: dict[str, Any] | None, concepts: Sequence[Concept] = ()
+) -> DataConfig:
+    """The data settings of a resolved config; ``concepts``: every concept of a joint run (two or more)."""
     return DataConfig(
         counts=tuple(cfg.counts),  # type: ignore[arg-type]
         seed=cfg.seed,
         targets=tuple(cfg.targets),
         overrides=overrides,
         identities=cfg.identities or 1,
+        forgotten=tuple(name for c in concepts for name in c.names) if len(concepts) > 1 else (),
     )
 
 
@@ -189,12 +193,33 @@ def build_data(
     original: VLM | None,
 ) -> list[UnlearnSample]:
     """The method's data from the one forget image, spread over the profile's views of it."""
-    data_cfg = data_config(cfg, overrides)
+    return build_joint_data(cfg, [concept], [image], bench, overrides, original)
+
+
+def build_joint_data(
+    cfg: UnlearnConfig,
+    concepts: Sequence[Concept],
+    images: Sequence[Any],
+    bench: Benchmark | None,
+    overrides: dict[str, Any] | None,
+    original: VLM | None,
+) -> list[UnlearnSample]:
+    """The method's data for each concept from its one forget image, concept after concept: retain
+    data (target 4, other concepts on their pictures) never about a concept of the run, and each
+    concept's made-up names sharing no word with those of the concepts before it."""
     method = cfg.method_instance()
-    samples = build_data_of_kind(method.data, concept, image, bench, data_cfg, original, stream=method.name)
-    # Views come last, so that what is built from the image (the model's own naming prefix, its
-    # likeliest made-up names, the visible description) is built from the forget image itself.
-    return with_views(samples, image, cfg.views or 1, cfg.seed, bool(cfg.view_background))
+    out: list[UnlearnSample] = []
+    taken: list[str] = []
+    for concept, image in zip(concepts, images, strict=True):
+        data_cfg = dataclasses.replace(data_config(cfg, overrides, concepts), taken_names=tuple(taken))
+        samples = build_data_of_kind(
+            method.data, concept, image, bench, data_cfg, original, stream=method.name
+        )
+        taken += [s.sample.target_phrase for s in samples if s.target == 1 and s.sample.target_phrase]
+        # Views come last, so that what is built from the image (the model's own naming prefix, its
+        # likeliest made-up names, the visible description) is built from the forget image itself.
+        out += with_views(samples, image, cfg.views or 1, cfg.seed, bool(cfg.view_background))
+    return out
 
 
 def prepare_trainable(model: torch.nn.Module, cfg: UnlearnConfig, upto: int | None = None) -> torch.nn.Module:
@@ -207,10 +232,71 @@ def prepare_trainable(model: torch.nn.Module, cfg: UnlearnConfig, upto: int | No
     return model
 
 
+@dataclasses.dataclass
+class PreparedTraining:
+    """What :func:`train` needs besides the loss: the trained model, each step's micro-batches, the
+    reference (None when the method has none) and the decoder layer the method reads (or None)."""
+
+    model: torch.nn.Module
+    steps: list[list[dict[str, Tensor]]]
+    reference: Reference | None
+    layer: int | None
+
+
+def prepare_training(
+    vlm: VLM,
+    cfg: UnlearnConfig,
+    method: Method,
+    samples: Sequence[Sample],
+    metas: Sequence[SampleMeta],
+    rank: int = 0,
+    world: int = 1,
+    load_in: str | None = None,
+) -> PreparedTraining:
+    """Everything between the data and the first step, as ``siu unlearn`` does it (and ``--plan``
+    measures it): trained weights, checkpointing, batches, the cached reference, the method's own
+    preparation. ``samples``: the :class:`Sample` of each data item; ``cfg``: a resolved config."""
+    assert cfg.steps is not None and cfg.batch_size is not None
+    layer = method.feature_layer(vlm.model)
+    if load_in is not None:  # norms and head in float32, inputs that require grad (QLoRA's recipe)
+        from peft import prepare_model_for_kbit_training
+
+        prepare_model_for_kbit_training(vlm.model, use_gradient_checkpointing=False)
+    model = prepare_trainable(vlm.model, cfg, upto=method.lora_upto(vlm.model))
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    encoded = [vlm.encode_one(s) for s in samples]
+    schedule = batch_schedule(len(encoded), cfg.batch_size, cfg.steps, cfg.seed, groups_of(metas))
+    steps = local_batches(vlm, encoded, metas, schedule, rank, world, method, cfg.micro_batch_size)
+    batches = [batch for step in steps for batch in step]  # every micro-batch, in training order
+    reference = None
+    if method.reference:
+        reference = Reference(cfg.reference, layer)
+        if reference.mode == "cached":
+            # LoRA starts as the identity, but disabling it makes "original model" true by construction
+            with model.disable_adapter() if cfg.lora else contextlib.nullcontext():  # type: ignore[operator]
+                reference.precompute(model, batches)
+    method.prepare(model, steps, cfg.seed)
+    return PreparedTraining(model, steps, reference, layer)
+
+
+def train_config(cfg: UnlearnConfig, steps: int | None = None) -> TrainConfig:
+    """The loop's settings of a resolved config (``steps``: fewer than the config's, e.g. to measure)."""
+    assert cfg.steps is not None and cfg.lr is not None
+    return TrainConfig(
+        steps=steps if steps is not None else cfg.steps,
+        lr=cfg.lr,
+        warmup_ratio=cfg.warmup_ratio or 0.0,
+        weight_decay=cfg.weight_decay or 0.0,
+        schedule=cfg.schedule or "cosine",
+        max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm is not None else 1.0,
+    )
+
+
 def unlearn(
     model_path: str | Path,
-    concept: str,
-    image_path: str | Path | None,
+    concept: str | Sequence[str],
+    image_path: str | Path | Sequence[str | Path] | None,
     bench_path: str | Path | None,
     cfg: UnlearnConfig,
     out: str | Path | None,
@@ -223,6 +309,9 @@ def unlearn(
     observe: Callable[[int, VLM], None] | None = None,
 ) -> dict[str, Any]:
     """Unlearn ``concept`` from the model at ``model_path``; write the result to ``out``.
+
+    ``concept`` may be several concepts, forgotten jointly in one run (one forget image each:
+    ``image_path`` then holds one path per concept, or the benchmark's forget images are used).
 
     Returns the run record (what ``run.json`` holds); a dry run (``out`` may be None) returns the data
     set and config without training or writing anything. ``adapter_only``: save the LoRA adapter
@@ -254,21 +343,35 @@ def unlearn(
     if image_path is None and bench_path is None:
         raise SiuError("give the forget image with --image or a benchmark with --bench")
     bench = load_benchmark(bench_path) if bench_path is not None else None
-    record = bench.concept(concept) if bench is not None else concept_without_bench(concept)
-    if image_path is not None:
-        image = open_image(image_path)
-        image_name = str(image_path)
+    asked = [concept] if isinstance(concept, str) else list(concept)
+    records = [bench.concept(c) if bench is not None else concept_without_bench(c) for c in asked]
+    if not records:
+        raise SiuError("no concept to unlearn")
+    if len({r.name for r in records}) < len(records):
+        raise SiuError(f"a concept is named twice: {', '.join(asked)}")
+    paths = (
+        []
+        if image_path is None
+        else [image_path]
+        if isinstance(image_path, (str, Path))
+        else list(image_path)
+    )
+    if paths and len(paths) != len(records):
+        raise SiuError(
+            f"{len(records)} concepts need {len(records)} forget images (one each), got {len(paths)}"
+        )
+    if paths:
+        images = [open_image(p) for p in paths]
+        image_names = [str(p) for p in paths]
     else:
         assert bench is not None
-        image = bench.load_image(record, record.forget_image)
-        image_name = str(bench.image_path(record, record.forget_image))
+        images = [bench.load_image(r, r.forget_image) for r in records]
+        image_names = [str(bench.image_path(r, r.forget_image)) for r in records]
+    record, image_name = records[0], image_names[0]
+    joint = len(records) > 1
     # without a benchmark or other_facts, target 4 is the model's own answers about well-known subjects
     overrides = load_overrides(cfg.overrides) if cfg.overrides else None
-    inputs = [
-        model_dir,
-        *([Path(bench_path)] if bench_path else []),
-        *([Path(image_path)] if image_path else []),
-    ]
+    inputs = [model_dir, *([Path(bench_path)] if bench_path else []), *(Path(p) for p in paths)]
     if cfg.overrides:
         inputs.append(Path(cfg.overrides))
     if out is not None:
@@ -285,7 +388,11 @@ def unlearn(
     vlm = VLM.load(model_path, runtime)
     n_params = sum(p.numel() for p in vlm.model.parameters())
     model_type = str(getattr(vlm.model.config, "model_type", ""))
+    batch_given = cfg.batch_size is not None
     cfg, profile = cfg.resolved(model_type, n_params)
+    if joint and not batch_given:  # each concept as many samples per step as it would have alone
+        assert cfg.batch_size is not None
+        cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size * len(records))
     if adapter_only and not cfg.lora:
         raise SiuError(f"--adapter-only needs LoRA, but the {profile} profile fine-tunes fully; add --lora")
     if adapter_only is None:
@@ -296,15 +403,16 @@ def unlearn(
 
     vocab_mask = None
     pieces: list[str] | None = None  # what K_V masks, shown in the dry run and kept in run.json
+    names = [name for r in records for name in r.names]  # a joint run masks every forgotten name
     if method.vocab_mask:
         vocab_size = vlm.model.get_output_embeddings().weight.shape[0]
         if getattr(method.options, "use_vocab_mask", True):
-            check_names_encodable(vlm.tokenizer, record.names)
-            pieces = masked_pieces(vlm.tokenizer, record.names, vocab_size)
-        vocab_mask = vocab_mask_for_names(vlm.tokenizer, record.names, vocab_size)
+            check_names_encodable(vlm.tokenizer, names)
+            pieces = masked_pieces(vlm.tokenizer, names, vocab_size)
+        vocab_mask = vocab_mask_for_names(vlm.tokenizer, names, vocab_size)
 
     # 3. data (the original model answers what the records lack), built once under several processes
-    samples = _shared(accelerator, lambda: build_data(cfg, record, image, bench, overrides, vlm))
+    samples = _shared(accelerator, lambda: build_joint_data(cfg, records, images, bench, overrides, vlm))
     rule = cfg.stop_settings()
     stop_data = None
     if rule.mode != "never" and not dry_run:  # the original's answers to the rule's checks
@@ -312,10 +420,10 @@ def unlearn(
             accelerator,
             lambda: build_stop_data(
                 rule,
-                record,
-                image,
+                records,
+                images,
                 bench,
-                data_config(cfg, overrides),
+                data_config(cfg, overrides, records),
                 vlm,
                 {s.sample.prompt for s in samples},
             ),
@@ -325,6 +433,7 @@ def unlearn(
         "profile": profile,
         "config": cfg.record(),
         "concept": {"name": record.name, "aliases": record.aliases, "slug": record.slug or None},
+        "concepts": [{"name": r.name, "aliases": r.aliases, "slug": r.slug or None} for r in records],
         "overrides_data": overrides,
         "dataset": dataset_record(samples),
         "vocab_mask_pieces": pieces,
@@ -345,35 +454,17 @@ def unlearn(
     say = log if main else (lambda *_a, **_k: None)
 
     _seed_everything(cfg.seed)
-    layer = method.feature_layer(vlm.model)
-    if runtime.load_in is not None:  # norms and head in float32, inputs that require grad (QLoRA's recipe)
-        from peft import prepare_model_for_kbit_training
-
-        prepare_model_for_kbit_training(vlm.model, use_gradient_checkpointing=False)
-    model = prepare_trainable(vlm.model, cfg, upto=method.lora_upto(vlm.model))
-    if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    encoded = [vlm.encode_one(s.sample) for s in samples]
-    metas = sample_meta(samples)
-    schedule = batch_schedule(len(encoded), cfg.batch_size, cfg.steps, cfg.seed, groups_of(metas))
-    steps = local_batches(vlm, encoded, metas, schedule, rank, world, method, cfg.micro_batch_size)
-    batches = [batch for step in steps for batch in step]  # every micro-batch, in training order
-
-    reference = None
-    if method.reference:
-        reference = Reference(cfg.reference, layer)
-        if reference.mode == "cached":
-            # LoRA starts as the identity, but disabling it makes "original model" true by construction
-            with model.disable_adapter() if cfg.lora else contextlib.nullcontext():  # type: ignore[operator]
-                reference.precompute(model, batches)
-    method.prepare(model, steps, cfg.seed)
+    prepared = prepare_training(
+        vlm, cfg, method, [s.sample for s in samples], sample_meta(samples), rank, world, runtime.load_in
+    )
+    model, steps, reference, layer = prepared.model, prepared.steps, prepared.reference, prepared.layer
     if world > 1:  # DDP; one process needs no wrapper (and accelerate would move the model)
         model = accelerator.prepare_model(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     keys = list(method.parts)
     say(
-        f"unlearning {record.name!r} with {method.name} ({profile} profile, "
+        f"unlearning {', '.join(repr(r.name) for r in records)} with {method.name} ({profile} profile, "
         f"{'LoRA r=' + str(cfg.lora_r) if cfg.lora else 'full fine-tuning'}, {trainable:,} of {n_params:,} "
         f"parameters trained): {len(samples)} samples, "
         + (f"at most {cfg.steps} steps (--stop auto)" if rule.mode == "auto" else f"{cfg.steps} steps")
@@ -383,8 +474,9 @@ def unlearn(
     state = StopState(rule) if stop_data is not None else None
     if stop_data is not None and not stop_data.own.questions:
         say(
-            f"stopping rule: the original model does not name {record.name!r} on any check view of the "
-            "forget image, so the rule cannot see it forgotten; it stops only on its budgets or the cap"
+            f"stopping rule: the original model does not name {'any of them' if joint else repr(record.name)} on "
+            "any check view of the forget image, so the rule cannot see it forgotten; it stops only on its "
+            "budgets or the cap"
         )
 
     def on_step(step: int, rec: dict[str, float]) -> bool:
@@ -409,14 +501,7 @@ def unlearn(
         model,
         iter(steps),
         make_loss_fn(method, reference, vocab_mask, layer),
-        TrainConfig(
-            steps=cfg.steps,
-            lr=cfg.lr,
-            warmup_ratio=cfg.warmup_ratio or 0.0,
-            weight_decay=cfg.weight_decay or 0.0,
-            schedule=cfg.schedule or "cosine",
-            max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm is not None else 1.0,
-        ),
+        train_config(cfg),
         desc=f"unlearning ({method.name})",
         progress=False,
         on_step=on_step,
@@ -447,6 +532,7 @@ def unlearn(
         "trainable_parameters": trainable,
         "bench": str(bench_path) if bench_path is not None else None,
         "image": image_name,
+        "images": image_names,
         "seed": cfg.seed,
         "losses": train_log.losses,
         "steps_taken": len(train_log.losses),

@@ -123,8 +123,8 @@ class StopData:
     """What the rule asks, built once from the forget image and the retain data, with the original's
     answers to compare with."""
 
-    concept: Concept
-    own: Named  # the original's naming answers on the check views that name the concept
+    concepts: list[Concept]  # the forgotten ones (one, or several in a joint run)
+    own: Named  # the original's naming answers on the check views that name each forgotten concept
     retain: list[Sample]  # the retain data's text samples, answered
     retain_logprob: list[float]  # the original's mean per-token log-prob of each retain answer
     others: Named  # other concepts on their own forget images, as the original names them
@@ -160,33 +160,41 @@ def _naming_prompts(concept: Concept, bench: Benchmark | None, n: int, trained: 
 
 def build_stop_data(
     rule: StopRule,
-    concept: Concept,
-    image: Image.Image,
+    concepts: Sequence[Concept],
+    images: Sequence[Image.Image],
     bench: Benchmark | None,
     data_cfg: DataConfig,
     original: VLM,
     trained: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> StopData:
-    """The check set, measured on the original model (run before any training). ``trained``: the
-    prompts of the training samples, which the check questions avoid."""
-    prompts = _naming_prompts(concept, bench, rule.prompts, trained)
-    if not prompts:
-        raise SiuError("every naming question equals a benchmark evaluation prompt: the stop rule has none")
-    naming = [
-        Sample(p, image=v) for v in _check_views(image, rule.check_views, data_cfg.seed) for p in prompts
-    ]
+    """The check set of the forgotten ``concepts`` (one forget image each), measured on the original
+    model (run before any training). ``trained``: the prompts of the training samples, which the
+    check questions avoid. Several concepts: each is asked on its own check views, and looks
+    forgotten only when all do; the other concepts are those not forgotten."""
     own = Named()
-    for question, answer in zip(naming, original.generate(naming, max_new_tokens=24), strict=True):
-        own.add(question, answer, list(concept.names))
-    # the concept's own facts and other concepts' facts (targets 3-4), as the training builds them
-    retain_samples: list[UnlearnSample] = retain_set(concept, bench, data_cfg, original)
-    text = [s.sample for s in retain_samples if s.sample.image is None]
+    for concept, image in zip(concepts, images, strict=True):
+        prompts = _naming_prompts(concept, bench, rule.prompts, trained)
+        if not prompts:
+            raise SiuError(
+                f"every naming question of {concept.name!r} equals a benchmark evaluation prompt: the stop "
+                "rule has none"
+            )
+        views = _check_views(image, rule.check_views, data_cfg.seed)
+        naming = [Sample(p, image=v) for v in views for p in prompts]
+        for question, answer in zip(naming, original.generate(naming, max_new_tokens=24), strict=True):
+            own.add(question, answer, list(concept.names))
+    # the concepts' own facts and other concepts' facts (targets 3-4), as the training builds them
+    text = []
+    for concept in concepts:
+        retain_samples: list[UnlearnSample] = retain_set(concept, bench, data_cfg, original)
+        text += [s.sample for s in retain_samples if s.sample.image is None]
     # every other concept on its own forget image (never a test image), as the original names it
     others = Named()
     if bench is not None:
+        forgotten = {c.name for c in concepts}
         questions, names = [], []
         for other in bench.concepts:
-            if other.name == concept.name or not other.images:
+            if other.name in forgotten or not other.images:
                 continue
             asked = _naming_prompts(other, bench, 1, trained)
             if asked:
@@ -195,7 +203,7 @@ def build_stop_data(
         for question, answer, who in zip(questions, original.generate(questions, 24), names, strict=True):
             others.add(question, answer, who)
     data = StopData(
-        concept=concept,
+        concepts=list(concepts),
         own=own,
         retain=text,
         retain_logprob=_mean_logprobs(original, text),
@@ -212,7 +220,8 @@ def measure(data: StopData, vlm: VLM) -> dict[str, float]:
     figures: dict[str, float] = {}
     if data.own.questions:  # only where the original named it: elsewhere there is nothing to forget
         answers = vlm.generate(data.own.questions, max_new_tokens=24)
-        figures["named"] = sum(mentions(a, data.concept.names) for a in answers) / len(answers)
+        hits = [mentions(a, names) for a, names in zip(answers, data.own.names, strict=True)]
+        figures["named"] = sum(hits) / len(hits)
         values = _first_name_logprobs(vlm, data.own.answered)
         figures["name_logprob"] = sum(values) / len(values)
     if data.retain:

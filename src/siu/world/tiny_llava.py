@@ -117,6 +117,20 @@ def build_model(
     """A randomly initialised LLaVA of ``cfg``'s shape. ``vocab_size`` (default: the tokenizer's) lets a
     stand-in for a real model keep the real vocabulary; ``vision_feature_layer`` -2 is real LLaVA's (a
     tiny tower has no layer to spare)."""
+    model = LlavaForConditionalGeneration(build_config(tokenizer, cfg, vocab_size, vision_feature_layer))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+def build_config(
+    tokenizer: PreTrainedTokenizerFast,
+    cfg: TinyLlavaConfig,
+    vocab_size: int | None = None,
+    vision_feature_layer: int = -1,
+) -> LlavaConfig:
+    """The ``LlavaConfig`` of :func:`build_model` (without building the model)."""
     vision = CLIPVisionConfig(
         hidden_size=cfg.vision_hidden,
         intermediate_size=cfg.vision_hidden * 4,
@@ -139,7 +153,7 @@ def build_model(
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
-    config = LlavaConfig(
+    return LlavaConfig(
         vision_config=vision,
         text_config=text,
         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
@@ -148,8 +162,3 @@ def build_model(
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
     )
-    model = LlavaForConditionalGeneration(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    return model
