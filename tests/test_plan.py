@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -172,3 +173,17 @@ def test_plan_on_the_command_line(wide_llava: Path, capsys: pytest.CaptureFixtur
     assert "batch 2" in out and "fits" in out
     assert main(["unlearn", "--plan"]) == 2
     assert "--plan needs --model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "idefics3"])
+def test_plan_runs_on_the_other_families(family: str, tiny_vlm_dir: Any) -> None:
+    """The whole plan (config, processor, stand-in samples, a measured copy) on Qwen2-VL and Idefics3."""
+    from tiny_vlms import video_stand_in
+
+    with video_stand_in():
+        estimate = plan(
+            tiny_vlm_dir(family), UnlearnConfig(batch_size=2, steps=2), torch.float32, log=lambda *_: None
+        )
+    assert [p.k for p in estimate.proxies] == [1]  # 32 wide: measured as it is
+    assert estimate.model_type == family and estimate.tokens > 10
+    assert estimate.weights > 0 and estimate.state > 0 and estimate.activations > 0
