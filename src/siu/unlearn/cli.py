@@ -412,8 +412,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if name not in DTYPES:
         raise SiuError(f"--dtype {args.dtype!r}: unknown; known: auto, {', '.join(DTYPES)}")
     image = None
-    if args.image:
-        image = open_image(args.image)
+    if args.image:  # several concepts: their images are alike in size; the first stands for all
+        image = open_image(_comma_list(args.image)[0])
     elif args.bench and args.concept:
         from siu.bench.load import load_benchmark
 
