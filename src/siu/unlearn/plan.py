@@ -271,11 +271,12 @@ def weight_bytes(model: torch.nn.Module, load_in: str | None) -> int:
     return int(total)
 
 
-def state_bytes(trainable: Sequence[torch.nn.Parameter], lora: bool) -> int:
+def state_bytes(trainable: Sequence[torch.nn.Parameter], lora: bool, itemsize: int | None = None) -> int:
     """The trained weights' gradients and AdamW's two moments (both in the weights' dtype), and for
-    LoRA the adapter weights themselves (which are not part of the base's weights)."""
-    per = (4 if lora else 3) if trainable else 0
-    return sum(p.numel() * p.element_size() * per for p in trainable)
+    LoRA the adapter weights themselves (which are not part of the base's weights). ``itemsize``: the
+    weights' bytes each, where their tensors do not say it (a meta model's LoRA weights)."""
+    per = 4 if lora else 3
+    return sum(p.numel() * (itemsize or p.element_size()) * per for p in trainable)
 
 
 def trained_weights(model: torch.nn.Module, cfg: UnlearnConfig, method: Method) -> list[torch.nn.Parameter]:
@@ -445,8 +446,7 @@ def plan(
     weights = weight_bytes(meta, load_in)
     trainable = trained_weights(meta, cfg, method)
     # LoRA weights stay float32 under a bfloat16 / float16 base (peft); full fine-tuning keeps the dtype
-    lora_bytes = 4 if cfg.lora else torch.tensor([], dtype=dtype).element_size()
-    state = sum(p.numel() * lora_bytes * (4 if cfg.lora else 3) for p in trainable)
+    state = state_bytes(trainable, bool(cfg.lora), itemsize=4 if cfg.lora else dtype.itemsize)
     head = _head(meta)
     widest = max(
         (m.weight.numel() for m in meta.modules() if isinstance(m, torch.nn.Linear) and m is not head),
@@ -466,7 +466,7 @@ def plan(
         proxies.append(copy_k)
     activations = extrapolate(proxies, text_width(config))
     if load_in is not None:  # each quantised weight is dequantised to the compute dtype as it is used
-        activations += widest * torch.tensor([], dtype=dtype).element_size()
+        activations += widest * dtype.itemsize
     return MemoryPlan(
         model=spath,
         model_type=str(config.model_type),
