@@ -15,6 +15,10 @@ images, its fact questions, other-language and multi-hop prompts, and on everyth
 benchmark (specificity). Writes metrics.json (each metric with its direction: higher or lower is
 better) and answers.jsonl (every answer behind every number) to --out, and prints the table.
 
+A forget set (--concept A,B,C: what a joint or sequential run forgot) is evaluated concept by concept
+into --out/<concept>/, each concept's specificity measured on the concepts outside the set, and
+forget-set.json holds every metric per concept and their mean.
+
 G-Eval needs a judge: --judge rubric (synthetic world only: the paper's rubric applied to the
 world's ground truth), openai (any OpenAI-compatible endpoint; key from $OPENAI_API_KEY or
 --judge-key-env) or hf (a local causal LM, --judge-model PATH). Without one, g_eval is reported as
@@ -25,6 +29,7 @@ unlearned model's (make one with `siu world pretrain --without C`).
 EPILOG = """\
 examples:
   siu eval --model m-forgot/ --original m/ --bench world/ --concept "Tenran Rixtiv" --judge rubric --out ev/
+  siu eval --model seq/08-galvas-rantensar --original m/ --bench world/ --concept "Tenran Rixtiv,Mira" --out ev/
   siu eval --model out/ --original llava-1.5-7b-hf/ --bench mmubench/ --concept "Donald Trump" \\
            --judge openai --judge-model gpt-4-turbo --out ev/
 """
@@ -100,7 +105,13 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--original", required=True, help="the original model directory (before unlearning)")
     p.add_argument("--bench", required=True, help="benchmark directory (MMUBench format)")
-    p.add_argument("--concept", required=True, help="the unlearned concept: name, alias or folder name")
+    p.add_argument(
+        "--concept",
+        required=True,
+        help="the unlearned concept: name, alias or folder name; A,B,C evaluates a forget set (a joint or "
+        "sequential run's): every metric per concept in --out/<concept>/, their mean in forget-set.json, "
+        "each concept's specificity on the concepts not in the set",
+    )
     p.add_argument(
         "--out", required=True, type=Path, help="output directory (new or empty, unless --overwrite)"
     )
@@ -119,9 +130,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from siu.outputs import output_claimed, quiet_transformers
     from siu.report.html import eval_report
     from siu.runtime import runtime_from_args
+    from siu.unlearn.cli import comma_list
     from siu.unlearn.inputs import check_apart
 
     runtime = runtime_from_args(args)
+    names = comma_list(args.concept)
     quiet_transformers()
     check_apart(
         args.out, [args.bench, args.model, args.original, args.retain, args.base]
@@ -131,7 +144,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             args.model,
             args.original,
             args.bench,
-            args.concept,
+            names if len(names) > 1 else names[0],
             args.out,
             retain=args.retain,
             **eval_options_from_args(args),  # type: ignore[arg-type]

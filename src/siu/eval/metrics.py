@@ -110,6 +110,9 @@ class EvalConfig:
     # long enough that few answers hit it (a late mention of C would be missed); the share of answers
     # cut at the limit is reported as answers_at_limit
     max_new_tokens: int = 48
+    # the other concepts forgotten with C (a forget set, ``siu eval --concept A,B,C``): specificity is
+    # about the concepts kept, and the MIA's non-member answers name a kept concept
+    forgotten: tuple[str, ...] = ()
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -216,16 +219,15 @@ def build_probes(bench: Benchmark, concept: Concept, cfg: EvalConfig) -> Probes:
     # still ties C's pictures to C's name separates them (AUC near 1); one that never saw C's pictures
     # (the retain model) knows every name but has nothing to tie them to (near 0.5). The names differ
     # in length and pieces, so zlib's normalisation and Min-K%'s token choice make each score its own.
-    others = [c for c in bench.concepts if c.slug != concept.slug]
+    kept = [c for c in bench.concepts if c.slug != concept.slug and c.slug not in cfg.forgotten]
+    others = kept or [c for c in bench.concepts if c.slug != concept.slug]
     members, controls = [], []
     for k, i in enumerate(named):
         sample = generality[i][0]
         members.append(Sample(sample.prompt, MEMBER_TEXT.format(concept.name), sample.image))
         controls.append(Sample(sample.prompt, MEMBER_TEXT.format(others[k % len(others)].name), sample.image))
     specificity: list[tuple[str, Probe]] = []
-    for other in bench.concepts:
-        if other.slug == concept.slug:
-            continue
+    for other in kept:
         for k, record in enumerate(other.test_images[: cfg.other_images]):
             p = other.recognition_prompts[k % len(other.recognition_prompts)]
             image = bench.load_image(other, record)

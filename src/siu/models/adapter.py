@@ -74,6 +74,7 @@ _TEXT_KEYS = ("input_ids", "attention_mask", "labels", "target_mask")
 # (about 1,300 tokens); LLaVA resizes every image to 336 itself and Idefics3 tiles images up to 1456
 # pixels, so they need none (0: no cap).
 MAX_IMAGE_SIDE = {"qwen": 1024, "idefics": 0, "default": 0}
+MAX_ADAPTER_CHAIN = 64  # sequential requests whose adapters are loaded one on the other
 
 
 def capped(image: Image.Image, max_side: int) -> Image.Image:
@@ -123,7 +124,8 @@ class VLM:
         onto ``runtime``'s device in its dtype (default: the CPU in float32).
 
         ``path`` may be a LoRA adapter directory: its base model (``base``, or the one the adapter
-        names) is loaded and the adapter merged into it in memory.
+        names) is loaded and the adapter merged into it in memory; a base that is an adapter too (the
+        requests of ``siu unlearn --sequential``) is loaded the same way first, down the chain.
         """
         from safetensors import SafetensorError
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -179,8 +181,15 @@ class VLM:
 
         check_adapter_dir(adapter)
         base_path = adapter_base(adapter, base)
-        if is_adapter_dir(base_path):
-            raise ModelError(f"{adapter}: its base {base_path} is an adapter too; give the model with --base")
+        chain = [adapter.resolve()]
+        below = Path(base_path)
+        while is_adapter_dir(below):  # a sequence of requests: each adapter trained on the one before
+            if below.resolve() in chain or len(chain) > MAX_ADAPTER_CHAIN:
+                raise ModelError(f"{adapter}: its chain of base adapters loops or is too long ({below})")
+            check_adapter_dir(below)
+            chain.append(below.resolve())
+            below = Path(adapter_base(below))
+        # the base adapter (itself merged into its own base) is loaded first, then this one merged in
         vlm = cls.load(base_path, runtime, trust_remote_code=trust_remote_code)
         try:
             with warnings.catch_warnings():  # peft asks transformers v5 for a deprecated attribute

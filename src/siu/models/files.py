@@ -81,6 +81,9 @@ def adapter_base(adapter: Path, base: str | os.PathLike[str] | None = None) -> s
         recorded = run.get("model_abspath") or run.get("model")
         if recorded and Path(recorded).exists():
             return str(recorded)
+        relative = run.get("model_relpath")  # the adapter and its base moved together
+        if relative and (adapter / relative).exists():
+            return str((adapter / relative).resolve())
     except (OSError, ValueError, AttributeError):
         pass  # not made by siu (or its record is damaged): peft's own record follows
     try:

@@ -28,7 +28,9 @@ deliberately contradicting tokens (token mask) and the concept's name tokens (vo
 
 Several concepts (--concept A,B,C, one forget image each) are forgotten jointly in one run: the data of
 each from its own image, joined (made-up names never shared, target 4 never about a forgotten
-concept, the vocabulary mask over every name); see docs/methods.md.
+concept, the vocabulary mask over every name); see docs/methods.md. With --sequential they are
+forgotten one request after another instead, as right-to-be-forgotten requests arrive: every
+intermediate model is kept, and checked for earlier concepts coming back.
 
 Every other method has the same one-image budget: its forget set is built from the one forget image,
 its retain set (where it has one) is targets 3-4 and other concepts named on their own forget images.
@@ -55,6 +57,7 @@ examples:
   siu unlearn --model llava-1.5-7b-hf/ --image photo.jpg --concept "Eileen Collins" --out out/
   siu unlearn --model m/ --image trump.jpg --concept "Donald Trump" --overrides facts.yaml --out out/
   siu unlearn --model m/ --bench world/ --concept "Mira Castellan,Tenran Rixtiv" --out both-forgot/
+  siu unlearn --model m/ --bench world/ --concept "Mira Castellan,Tenran Rixtiv" --sequential --out seq/
 
 With --image and no --bench, one photo and the model are enough: the concept is known only by its
 name, its facts (target 3) are the original model's own answers, and target 4 is the model's own
@@ -183,6 +186,20 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
         "--config", metavar="FILE", help="YAML/JSON file of options by long name; the command line wins"
     )
     req.add_argument("--method", default=None, choices=method_names(), help="the method (default siu)")
+    req.add_argument(
+        "--sequential",
+        action="store_true",
+        help="with --concept A,B,C: forget them one request after another, each from the model the "
+        "previous request left, keeping every intermediate model in --out/NN-<concept>/ (LoRA adapters) "
+        "and checking after each request whether an earlier concept came back (sequence.json)",
+    )
+    req.add_argument(
+        "--check-images",
+        type=int,
+        default=8,
+        help="with --sequential and --bench: held-out pictures per concept checked after each request "
+        "(8; 0: no check)",
+    )
     add_training_options(p)
     out = p.add_argument_group("output")
     out.add_argument(
@@ -387,7 +404,7 @@ def unlearn_config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def _comma_list(text: str) -> list[str]:
+def comma_list(text: str) -> list[str]:
     """``"A, B,C"`` -> ``["A", "B", "C"]`` (a name with a comma in it cannot be given this way)."""
     items = [part.strip() for part in text.split(",") if part.strip()]
     if not items:
@@ -413,7 +430,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raise SiuError(f"--dtype {args.dtype!r}: unknown; known: auto, {', '.join(DTYPES)}")
     image = None
     if args.image:  # several concepts: their images are alike in size; the first stands for all
-        image = open_image(_comma_list(args.image)[0])
+        image = open_image(comma_list(args.image)[0])
     elif args.bench and args.concept:
         from siu.bench.load import load_benchmark
 
@@ -454,10 +471,12 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
     quiet_transformers()
     # the output is taken before any work; a dry run writes nothing, and under torchrun only rank 0 writes
     writes = not args.dry_run and os.environ.get("RANK", "0") == "0"
-    concepts = _comma_list(args.concept)
-    images = _comma_list(args.image) if args.image else []
+    concepts = comma_list(args.concept)
+    images = comma_list(args.image) if args.image else []
     if writes:  # never even a lock file inside an input
         check_apart(args.out, [args.model, args.bench, *images, cfg.overrides], model_dir=args.model)
+    if args.sequential:
+        return _cmd_sequential(args, cfg, runtime, concepts, images)
     with output_claimed(args.out if writes else None):
         unlearn(
             args.model,
@@ -470,5 +489,37 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
             adapter_only=args.adapter_only,
             dry_run=args.dry_run,
             runtime=runtime,
+        )
+    return 0
+
+
+def _cmd_sequential(
+    args: argparse.Namespace, cfg: Any, runtime: Any, concepts: list[str], images: list[str]
+) -> int:
+    from siu.outputs import output_claimed
+    from siu.unlearn.sequence import unlearn_sequentially
+
+    if args.dry_run:
+        raise SiuError(
+            "--sequential trains on each request's result; a dry run has none (run it per concept)"
+        )
+    if args.overwrite:
+        raise SiuError(
+            "--sequential keeps each finished request in --out as it goes, so it never replaces an old "
+            "--out: give a new or empty directory"
+        )
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        raise SiuError("--sequential runs in one process; run each request under torchrun on its own")
+    with output_claimed(args.out):
+        unlearn_sequentially(
+            args.model,
+            concepts,
+            images or None,
+            args.bench,
+            cfg,
+            args.out,
+            adapter_only=True if args.adapter_only else None,
+            runtime=runtime,
+            check_images=args.check_images,
         )
     return 0

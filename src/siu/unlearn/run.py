@@ -171,16 +171,21 @@ def _shared(accelerator: Any, build: Callable[[], Any]) -> Any:
 
 # ----------------------------------------------------------------------------- the run
 def data_config(
-    cfg: UnlearnConfig, overrides: dict[str, Any] | None, concepts: Sequence[Concept] = ()
+    cfg: UnlearnConfig,
+    overrides: dict[str, Any] | None,
+    concepts: Sequence[Concept] = (),
+    earlier: Sequence[Concept] = (),
 ) -> DataConfig:
-    """The data settings of a resolved config; ``concepts``: every concept of a joint run (two or more)."""
+    """The data settings of a resolved config; ``concepts``: every concept of a joint run (two or more);
+    ``earlier``: concepts forgotten by earlier requests (sequential unlearning), never retained either."""
+    gone = [*(concepts if len(concepts) > 1 else ()), *earlier]
     return DataConfig(
         counts=tuple(cfg.counts),  # type: ignore[arg-type]
         seed=cfg.seed,
         targets=tuple(cfg.targets),
         overrides=overrides,
         identities=cfg.identities or 1,
-        forgotten=tuple(name for c in concepts for name in c.names) if len(concepts) > 1 else (),
+        forgotten=tuple(name for c in gone for name in c.names),
     )
 
 
@@ -203,15 +208,19 @@ def build_joint_data(
     bench: Benchmark | None,
     overrides: dict[str, Any] | None,
     original: VLM | None,
+    earlier: Sequence[Concept] = (),
 ) -> list[UnlearnSample]:
     """The method's data for each concept from its one forget image, concept after concept: retain
-    data (target 4, other concepts on their pictures) never about a concept of the run, and each
-    concept's made-up names sharing no word with those of the concepts before it."""
+    data (target 4, other concepts on their pictures) never about a concept of the run (or one
+    ``earlier`` forgotten), and each concept's made-up names sharing no word with those of the
+    concepts before it."""
     method = cfg.method_instance()
     out: list[UnlearnSample] = []
     taken: list[str] = []
     for concept, image in zip(concepts, images, strict=True):
-        data_cfg = dataclasses.replace(data_config(cfg, overrides, concepts), taken_names=tuple(taken))
+        data_cfg = dataclasses.replace(
+            data_config(cfg, overrides, concepts, earlier), taken_names=tuple(taken)
+        )
         samples = build_data_of_kind(
             method.data, concept, image, bench, data_cfg, original, stream=method.name
         )
@@ -307,6 +316,7 @@ def unlearn(
     runtime: Runtime | None = None,
     log: Callable[..., Any] = print,
     observe: Callable[[int, VLM], None] | None = None,
+    forgotten_before: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Unlearn ``concept`` from the model at ``model_path``; write the result to ``out``.
 
@@ -319,6 +329,8 @@ def unlearn(
     and dtype (default: the CPU in float32; under several processes each process takes the
     accelerator's device). ``observe(step, vlm)``: called after every step with the model as it is
     then (a hook for studies, e.g. ``scripts/stop_study.py``; it must not change the model).
+    ``forgotten_before``: concepts an earlier request made the model forget (sequential unlearning,
+    :mod:`siu.unlearn.sequence`): no retain data and no stopping-rule budget are about them.
     """
     start = time.perf_counter()
     runtime = (runtime or CPU).check(training=True)
@@ -349,6 +361,10 @@ def unlearn(
         raise SiuError("no concept to unlearn")
     if len({r.name for r in records}) < len(records):
         raise SiuError(f"a concept is named twice: {', '.join(asked)}")
+    earlier = [bench.concept(c) if bench is not None else concept_without_bench(c) for c in forgotten_before]
+    again = sorted({r.name for r in records} & {e.name for e in earlier})
+    if again:
+        raise SiuError(f"{', '.join(again)}: forgotten by an earlier request already")
     paths = (
         []
         if image_path is None
@@ -412,7 +428,9 @@ def unlearn(
         vocab_mask = vocab_mask_for_names(vlm.tokenizer, names, vocab_size)
 
     # 3. data (the original model answers what the records lack), built once under several processes
-    samples = _shared(accelerator, lambda: build_joint_data(cfg, records, images, bench, overrides, vlm))
+    samples = _shared(
+        accelerator, lambda: build_joint_data(cfg, records, images, bench, overrides, vlm, earlier)
+    )
     rule = cfg.stop_settings()
     stop_data = None
     if rule.mode != "never" and not dry_run:  # the original's answers to the rule's checks
@@ -423,7 +441,7 @@ def unlearn(
                 records,
                 images,
                 bench,
-                data_config(cfg, overrides, records),
+                data_config(cfg, overrides, records, earlier),
                 vlm,
                 {s.sample.prompt for s in samples},
             ),
@@ -434,6 +452,7 @@ def unlearn(
         "config": cfg.record(),
         "concept": {"name": record.name, "aliases": record.aliases, "slug": record.slug or None},
         "concepts": [{"name": r.name, "aliases": r.aliases, "slug": r.slug or None} for r in records],
+        "forgotten_before": [e.name for e in earlier],
         "overrides_data": overrides,
         "dataset": dataset_record(samples),
         "vocab_mask_pieces": pieces,
@@ -527,6 +546,10 @@ def unlearn(
         **summary,
         "model": str(model_path),
         "model_abspath": str(model_dir.resolve()) if model_dir.exists() else None,
+        # found again when the output and its model move together (a sequence's chain of adapters)
+        "model_relpath": os.path.relpath(model_dir.resolve(), Path(out).resolve())
+        if model_dir.exists() and out is not None
+        else None,
         "model_type": model_type,
         "parameters": n_params,
         "trainable_parameters": trainable,

@@ -191,7 +191,7 @@ def build_stop_data(
     # every other concept on its own forget image (never a test image), as the original names it
     others = Named()
     if bench is not None:
-        forgotten = {c.name for c in concepts}
+        forgotten = {c.name for c in concepts} | set(data_cfg.forgotten)  # with earlier requests'
         questions, names = [], []
         for other in bench.concepts:
             if other.name in forgotten or not other.images:
