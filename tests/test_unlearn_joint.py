@@ -87,3 +87,21 @@ def test_joint_inputs_are_checked_before_any_model_is_loaded(
         unlearn(model, [CONCEPT, CONCEPT], None, world, cfg, tmp_path / "a", log=quiet)
     with pytest.raises(SiuError, match="need 2 forget images"):
         unlearn(model, [CONCEPT, _second(world)], [world / "x.png"], world, cfg, tmp_path / "b", log=quiet)
+
+
+def test_made_up_names_share_words_across_concepts_only_when_the_banks_run_out(
+    micro_world: tuple[Path, Path],
+) -> None:
+    from siu.names import FIRST_NAMES, LAST_NAMES
+    from siu.unlearn.data import DataConfig, _fictitious_names, _words
+
+    world, _ = micro_world
+    bench = load_benchmark(world)
+    concept = bench.concept(CONCEPT)
+    pairs = [f"{f} {last}" for f, last in zip(FIRST_NAMES, LAST_NAMES, strict=False)]
+    some = DataConfig(identities=3, taken_names=tuple(pairs[:10]))  # a joint run's first few concepts
+    names = _fictitious_names(concept, bench, some)
+    assert len(names) == 3 and not _words(names) & _words(some.taken_names)
+    every = DataConfig(identities=3, taken_names=tuple(pairs))  # every word of a bank taken (24 concepts)
+    names = _fictitious_names(concept, bench, every)
+    assert len(set(names)) == 3 and not {n.casefold() for n in names} & {t.casefold() for t in pairs}

@@ -55,6 +55,8 @@ def test_two_requests_forget_both_keep_the_rest_and_every_step_is_kept(
     assert is_adapter_dir(first_dir) and is_adapter_dir(second_dir)  # adapters, each on the one before
     run = json.loads((second_dir / "run.json").read_text())
     assert run["forgotten_before"] == [bench.concept(CONCEPT).name]
+    assert run["reference_model"] == str(model)  # the KL holds every request to the original
+    assert json.loads((first_dir / "run.json").read_text())["reference_model"] is None
     assert run["stopping"]["other_concepts_checked"] <= len(bench.concepts) - 2  # neither is "kept"
     seq = json.loads((out / "sequence.json").read_text())
     assert [r["dir"] for r in seq["requests"]] == [first_dir.name, second_dir.name]

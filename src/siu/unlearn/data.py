@@ -500,9 +500,17 @@ def _fictitious_names(
         return list(override)
     concepts = [concept, *_others(concept, bench)]
     known = [name for c in concepts for name in c.names]
-    forbidden = known + [f.value for c in concepts for f in c.facts] + list(cfg.taken_names)
+    forbidden = known + [f.value for c in concepts for f in c.facts]
+    taken = {name.casefold() for name in cfg.taken_names}
+    banned = _words([*forbidden, *cfg.taken_names])
+    free = min(sum(n.casefold() not in banned for n in bank) for bank in (FIRST_NAMES, LAST_NAMES))
+    if free >= cfg.identities:
+        forbidden += list(cfg.taken_names)  # no word shared with another concept's made-up names
+    # else a joint run of many concepts has used up the banks' words: its names then share words,
+    # never a whole name
     rng = _rng(cfg, concept, "name")
-    candidates = list(dict.fromkeys(fictitious_name(rng, forbidden) for _ in range(NAME_CANDIDATES)))
+    drawn = (fictitious_name(rng, forbidden) for _ in range(NAME_CANDIDATES))
+    candidates = [name for name in dict.fromkeys(drawn) if name.casefold() not in taken]
     # Only the known *names* count for the risk: they are what recognition must keep saying intact
     # (with fact words too, almost no made-up name is free of risk in a small vocabulary).
     risks = name_leak_risks(candidates, known, tokenize) if tokenize else [0] * len(candidates)

@@ -261,10 +261,13 @@ def prepare_training(
     rank: int = 0,
     world: int = 1,
     load_in: str | None = None,
+    reference_model: torch.nn.Module | None = None,
 ) -> PreparedTraining:
     """Everything between the data and the first step, as ``siu unlearn`` does it (and ``--plan``
     measures it): trained weights, checkpointing, batches, the cached reference, the method's own
-    preparation. ``samples``: the :class:`Sample` of each data item; ``cfg``: a resolved config."""
+    preparation. ``samples``: the :class:`Sample` of each data item; ``cfg``: a resolved config.
+    ``reference_model``: the model a cached reference holds to instead of the one trained (a sequence's
+    original model)."""
     assert cfg.steps is not None and cfg.batch_size is not None
     layer = method.feature_layer(vlm.model)
     if load_in is not None:  # norms and head in float32, inputs that require grad (QLoRA's recipe)
@@ -281,7 +284,9 @@ def prepare_training(
     reference = None
     if method.reference:
         reference = Reference(cfg.reference, layer)
-        if reference.mode == "cached":
+        if reference.mode == "cached" and reference_model is not None:
+            reference.precompute(reference_model, batches)
+        elif reference.mode == "cached":
             # LoRA starts as the identity, but disabling it makes "original model" true by construction
             with model.disable_adapter() if cfg.lora else contextlib.nullcontext():  # type: ignore[operator]
                 reference.precompute(model, batches)
@@ -317,6 +322,7 @@ def unlearn(
     log: Callable[..., Any] = print,
     observe: Callable[[int, VLM], None] | None = None,
     forgotten_before: Sequence[str] = (),
+    reference_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Unlearn ``concept`` from the model at ``model_path``; write the result to ``out``.
 
@@ -331,6 +337,8 @@ def unlearn(
     then (a hook for studies, e.g. ``scripts/stop_study.py``; it must not change the model).
     ``forgotten_before``: concepts an earlier request made the model forget (sequential unlearning,
     :mod:`siu.unlearn.sequence`): no retain data and no stopping-rule budget are about them.
+    ``reference_path``: the model the method's reference holds to (cached logits), when it is not the
+    model trained (a sequence's original).
     """
     start = time.perf_counter()
     runtime = (runtime or CPU).check(training=True)
@@ -453,6 +461,7 @@ def unlearn(
         "concept": {"name": record.name, "aliases": record.aliases, "slug": record.slug or None},
         "concepts": [{"name": r.name, "aliases": r.aliases, "slug": r.slug or None} for r in records],
         "forgotten_before": [e.name for e in earlier],
+        "reference_model": str(reference_path) if reference_path is not None and method.reference else None,
         "overrides_data": overrides,
         "dataset": dataset_record(samples),
         "vocab_mask_pieces": pieces,
@@ -473,9 +482,16 @@ def unlearn(
     say = log if main else (lambda *_a, **_k: None)
 
     _seed_everything(cfg.seed)
+    anchor = None
+    if reference_path is not None and method.reference:
+        if cfg.reference != "cached":
+            raise SiuError("a reference model other than the one trained needs --reference cached")
+        anchor = VLM.load(reference_path, runtime).model  # only for the cached logits, then let go
     prepared = prepare_training(
-        vlm, cfg, method, [s.sample for s in samples], sample_meta(samples), rank, world, runtime.load_in
-    )
+        vlm, cfg, method, [s.sample for s in samples], sample_meta(samples), rank, world, runtime.load_in,
+        reference_model=anchor,
+    )  # fmt: skip
+    del anchor
     model, steps, reference, layer = prepared.model, prepared.steps, prepared.reference, prepared.layer
     if world > 1:  # DDP; one process needs no wrapper (and accelerate would move the model)
         model = accelerator.prepare_model(model)
