@@ -135,3 +135,28 @@ def test_eval_of_a_forget_set_reports_each_concept_and_the_mean(
         assert asked and not set(bench.concept(other).names) & named
         kept = [c for c in bench.concepts if c.slug not in (CONCEPT, second)]
         assert all(c.name in named for c in kept)
+
+
+def test_an_interrupted_sequence_resumes_with_its_finished_requests_kept(
+    micro_world: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:
+    world, model = micro_world
+    second = _second(world)
+    out = tmp_path / "seq"
+    args = ["unlearn", "--model", str(model), "--bench", str(world), "--concept", f"{CONCEPT},{second}",
+            "--sequential", "--steps", "1", "--stop", "never", "--check-images", "0", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    first = out / f"01-{CONCEPT}" / "adapter_model.safetensors"
+    kept = first.read_bytes()
+    shutil.rmtree(out / f"02-{second}")  # as if killed during the second request
+    assert main(args) == 2  # the output is taken: nothing is touched without --resume
+    assert "not empty" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0
+    assert f"{CONCEPT}" in capsys.readouterr().out and first.read_bytes() == kept  # request 1 kept
+    seq = json.loads((out / "sequence.json").read_text())
+    assert [r["request"] for r in seq["requests"]] == [1, 2] and (out / f"02-{second}" / "run.json").is_file()
+    # other settings, or nothing to resume: refused, nothing touched
+    assert main([*args[:-2], "--lr", "1e-3", "--out", str(out), "--resume"]) == 2
+    assert "other settings (config)" in capsys.readouterr().err
+    assert main([*args[:-2], "--out", str(tmp_path / "new"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err

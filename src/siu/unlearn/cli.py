@@ -200,6 +200,12 @@ def add_unlearn_parser(sub: argparse._SubParsersAction) -> None:
         help="with --sequential and --bench: held-out pictures per concept checked after each request "
         "(8; 0: no check)",
     )
+    req.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --sequential: continue an interrupted sequence in --out (same settings): its finished "
+        "requests are kept, the rest run",
+    )
     add_training_options(p)
     out = p.add_argument_group("output")
     out.add_argument(
@@ -477,6 +483,8 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
         check_apart(args.out, [args.model, args.bench, *images, cfg.overrides], model_dir=args.model)
     if args.sequential:
         return _cmd_sequential(args, cfg, runtime, concepts, images)
+    if args.resume:
+        raise SiuError("--resume continues a --sequential run; a single run is one step (run it again)")
     with output_claimed(args.out if writes else None):
         unlearn(
             args.model,
@@ -506,7 +514,7 @@ def _cmd_sequential(
     if args.overwrite:
         raise SiuError(
             "--sequential keeps each finished request in --out as it goes, so it never replaces an old "
-            "--out: give a new or empty directory"
+            "--out: give a new or empty directory (or --resume an interrupted sequence)"
         )
     if os.environ.get("WORLD_SIZE", "1") != "1":
         raise SiuError("--sequential runs in one process; run each request under torchrun on its own")
@@ -521,5 +529,6 @@ def _cmd_sequential(
             adapter_only=True if args.adapter_only else None,
             runtime=runtime,
             check_images=args.check_images,
+            resume=args.resume,
         )
     return 0

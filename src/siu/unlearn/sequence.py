@@ -13,7 +13,7 @@ request starts from: the drift of earlier requests is pulled back instead of bei
 benchmark, every request is followed by a check on held-out pictures of every concept (evaluation
 data that the unlearning never reads): did this request's concept go, did an earlier one come back,
 were the others kept? ``sequence.json`` holds the table, rewritten after every request, so an
-interrupted sequence keeps what it finished.
+interrupted sequence keeps what it finished (``--resume`` runs the rest).
 """
 
 from __future__ import annotations
@@ -55,13 +55,15 @@ def unlearn_sequentially(
     runtime: Runtime | None = None,
     progress: bool = True,
     check_images: int = 8,
+    resume: bool = False,
     log: Callable[..., Any] = print,
 ) -> dict[str, Any]:
     """Forget ``concepts`` one request after another; returns what ``sequence.json`` holds.
 
     ``image_paths``: one forget image per concept (None: the benchmark's). ``adapter_only``: None keeps
     each request as a LoRA adapter (whole models under full fine-tuning). ``check_images``: held-out
-    pictures per concept in the check after each request (0: no check).
+    pictures per concept in the check after each request (0: no check). ``resume``: ``out`` holds an
+    interrupted sequence with the same settings; its finished requests are kept and the rest run.
     """
     from siu.bench.load import load_benchmark
     from siu.unlearn.inputs import check_out, concept_without_bench
@@ -85,8 +87,18 @@ def unlearn_sequentially(
         raise SiuError(f"a concept is requested twice: {', '.join(concepts)}")
     inputs = [Path(model_path), *([Path(bench_path)] if bench_path else []), *map(Path, image_paths or [])]
     model_dir = Path(model_path)
-    check_out(out, inputs, model_dir if model_dir.exists() else None, overwrite=False)
+    check_out(out, inputs, model_dir if model_dir.exists() else None, overwrite=resume)
     checked = bench is not None and check_images > 0 and all(r.test_images for r in records)
+    settings = {
+        "model": str(model_path),
+        "bench": str(bench_path) if bench_path is not None else None,
+        "concepts": [r.name for r in records],
+        "images": [str(p) for p in image_paths] if image_paths is not None else None,
+        "config": cfg.record(),
+        "adapter_only": adapter_only,
+        "check_images": check_images if checked else 0,
+    }
+    finished = _finished(out, settings) if resume else None
 
     before: dict[str, dict[str, float]] = {}
     probes: list[Any] = []
@@ -96,14 +108,14 @@ def unlearn_sequentially(
         from siu.models.adapter import VLM
 
         probes = recognition_probes(bench, check_images)
-        log(f"checking the original on held-out pictures of {len({p.concept for p in probes})} concepts")
-        before, _ = concept_scores(VLM.load(model_path, runtime), probes)
+        if finished is not None and finished.get("before"):
+            before = finished["before"]  # the original's figures: the same model, the same pictures
+        else:
+            log(f"checking the original on held-out pictures of {len({p.concept for p in probes})} concepts")
+            before, _ = concept_scores(VLM.load(model_path, runtime), probes)
     result: dict[str, Any] = {
-        "model": str(model_path),
-        "bench": str(bench_path) if bench_path is not None else None,
-        "concepts": [r.name for r in records],
+        **settings,
         "method": cfg.method,
-        "check_images": check_images if checked else 0,
         "before": before,
         "requests": [],
         "goals": {"forget_max": FORGET_MAX, "others_min_relative": OTHERS_MIN},
@@ -111,6 +123,11 @@ def unlearn_sequentially(
     current: str | Path = model_path
     for k, record in enumerate(records, start=1):
         sub = out / request_dir(k, record.slug or _slug(record.name))
+        if finished is not None and k <= len(finished["requests"]):
+            log(f"request {k} of {len(records)}: {record.name!r} finished before, kept ({sub})")
+            result["requests"].append(finished["requests"][k - 1])
+            current = sub
+            continue
         log(f"request {k} of {len(records)}: forget {record.name!r} (from {current})")
         run = unlearn(
             current,
@@ -147,6 +164,37 @@ def unlearn_sequentially(
     log(sequence_table(result))
     log(f"wrote {len(records)} requests and {SEQUENCE_FILE} to {out} ({result['seconds']:.0f} s)")
     return result
+
+
+def _finished(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The interrupted sequence in ``out`` (its sequence.json), if it was run with ``settings``: only
+    requests whose directory is complete count as finished."""
+    try:
+        earlier = json.loads((out / SEQUENCE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SiuError(
+            f"--resume: {out} holds no {SEQUENCE_FILE}; nothing to resume (leave out --resume)"
+        ) from None
+    except (OSError, ValueError) as err:
+        raise SiuError(f"--resume: {out}/{SEQUENCE_FILE} is unreadable ({err})") from None
+    differ = sorted(k for k, v in settings.items() if earlier.get(k) != v)
+    if differ:
+        raise SiuError(
+            f"--resume: {out} was run with other settings ({', '.join(differ)}); use another --out"
+        )
+    requests = earlier.get("requests") or []
+    done = []
+    for row in requests:  # a request counts only with its saved model (it is written last, atomically)
+        if not (out / str(row.get("dir")) / "run.json").is_file():
+            break
+        done.append(row)
+    kept = {r["dir"] for r in done}  # (a killed write's hidden partial directory is cleaned up later)
+    stray = [
+        p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in kept
+    ]
+    if stray:
+        raise SiuError(f"--resume: {out} holds {', '.join(sorted(stray))}, which no finished request wrote")
+    return {**earlier, "requests": done}
 
 
 def _check(
