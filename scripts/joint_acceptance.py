@@ -6,6 +6,8 @@ one forget image each), then measured on held-out images:
   forget    each forgotten concept's recognition                 (goal <= 0.05 for every one)
   others    the concepts not forgotten, recognition / original's  (goal >= 0.90)
   facts     each forgotten concept's text facts                  (goal >= 0.90 for every one)
+  vqa       generic visual questions (the world's specificity set), relative to the original's
+            (the one specificity left when every concept is forgotten)
 
     python scripts/joint_acceptance.py                           # sizes 1,2,4,8,all on world 0
     python scripts/joint_acceptance.py --sizes 8 --steps 20 --json joint.json
@@ -28,6 +30,7 @@ from siu.tables import format_table
 from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.run import unlearn
 from siu.world.cache import default_home, ensure_world_and_model
+from siu.world.gates import build_probes
 
 FORGET_MAX, OTHERS_MIN, FACTS_MIN = 0.05, 0.90, 0.90  # the joint goals of the many-concepts issue
 
@@ -66,7 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     order = across_categories(list(bench.concepts))
     sizes = [len(order) if s.strip() == "all" else int(s) for s in args.sizes.split(",")]
     probes = recognition_probes(bench, args.images)
-    before, _ = concept_scores(VLM.load(model), probes)
+    vqa = build_probes(bench, kinds=("specificity_vqa",))
+
+    def vqa_share(vlm: VLM) -> float:
+        _, records = concept_scores(vlm, vqa)
+        return sum(r["correct"] for r in records) / len(records)
+
+    original = VLM.load(model)
+    before, _ = concept_scores(original, probes)
+    vqa_before = vqa_share(original)
     rows, runs = [], []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg = UnlearnConfig(method=args.method, steps=args.steps, stop=args.stop)
             run = unlearn(model, gone if k > 1 else gone[0], None, world, cfg, out, progress=False,
                           log=lambda *_: None)  # fmt: skip
-            after, _ = concept_scores(VLM.load(out), probes)
+            unlearned = VLM.load(out)
+            after, _ = concept_scores(unlearned, probes)
+            vqa_relative = vqa_share(unlearned) / vqa_before
             kept = [s for s in before if s not in gone]
             forget = {s: after[s]["recognition"] for s in gone}
             facts = {s: after[s].get("facts", float("nan")) for s in gone}
@@ -90,13 +103,15 @@ def main(argv: list[str] | None = None) -> int:
             runs.append({"size": k, "concepts": gone, "steps_taken": run["steps_taken"],
                          "stop_reason": run["stopping"]["reason"] if run["stopping"] else None,
                          "batch_size": run["config"]["batch_size"], "forget": forget, "facts": facts,
-                         "others_relative": others, "passed": passed})  # fmt: skip
+                         "others_relative": others, "vqa_relative": vqa_relative,
+                         "passed": passed})  # fmt: skip
             rows.append([k, run["steps_taken"], run["config"]["batch_size"],
                          f"{sum(forget.values()) / k:.3f}", f"{max(forget.values()):.3f}",
-                         f"{min(facts.values()):.3f}", f"{others:.3f}" if kept else "-",
+                         f"{min(facts.values()):.3f}", f"{others:.3f}" if kept else "-", f"{vqa_relative:.3f}",
                          f"{len(met)}/{k}", "yes" if passed else "no"])  # fmt: skip
             print(f"[{k} concepts] steps {run['steps_taken']}, forget mean {sum(forget.values()) / k:.3f} "
-                  f"max {max(forget.values()):.3f}, others {others:.3f}, facts min {min(facts.values()):.3f} "
+                  f"max {max(forget.values()):.3f}, others {others:.3f}, vqa {vqa_relative:.3f}, "
+                  f"facts min {min(facts.values()):.3f} "
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
     print(
         f"default world (seed {args.world_seed}), {args.method} jointly, step cap {args.steps}; goals: every "
@@ -104,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         "of the original's recognition"
     )
     print(format_table(["forgotten", "steps taken", "batch", "forget mean", "forget max", "facts min",
-                        "others", "concepts meeting both", "goal met"], rows))  # fmt: skip
+                        "others", "vqa", "concepts meeting both", "goal met"], rows))  # fmt: skip
     if args.json is not None:
-        args.json.write_text(json.dumps({"before": before, "runs": runs}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"before": before, "vqa_before": vqa_before, "runs": runs}, indent=2) + "\n"
+        )
     return 0
 
 
