@@ -12,7 +12,7 @@ from instance_figures import CONCEPT, quiet
 from siu.bench.load import load_benchmark
 from siu.bench.match import mentions
 from siu.cli import main
-from siu.errors import SiuError
+from siu.errors import ModelError, SiuError
 from siu.eval.forgetting import concept_scores, recognition_probes
 from siu.models.adapter import VLM
 from siu.models.files import is_adapter_dir
@@ -69,6 +69,8 @@ def test_two_requests_forget_both_keep_the_rest_and_every_step_is_kept(
         VLM.load(moved / second_dir.name), recognition_probes(bench, seq["check_images"])
     )
     assert after == last["after"]  # the check after the request is what the saved model does
+    with pytest.raises(ModelError, match="leave out --base"):  # --base would drop request 1's adapter
+        VLM.load(moved / second_dir.name, base=model)
     for slug in (CONCEPT, second):  # the second request forgot its concept, and the first stayed gone
         assert after[slug]["recognition"] <= 0.5 * before[slug]["recognition"], (slug, after, before)
     kept = [k for k in after if k not in (CONCEPT, second)]
@@ -152,9 +154,17 @@ def test_an_interrupted_sequence_resumes_with_its_finished_requests_kept(
     assert main(args) == 2  # the output is taken: nothing is touched without --resume
     assert "not empty" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0
-    assert f"{CONCEPT}" in capsys.readouterr().out and first.read_bytes() == kept  # request 1 kept
+    assert "finished before, kept" in capsys.readouterr().out and first.read_bytes() == kept  # request 1
     seq = json.loads((out / "sequence.json").read_text())
     assert [r["request"] for r in seq["requests"]] == [1, 2] and (out / f"02-{second}" / "run.json").is_file()
+    # killed after request 2 trained, during its check: its model is kept and only checked
+    seq["requests"] = seq["requests"][:1]
+    (out / "sequence.json").write_text(json.dumps(seq))
+    trained = (out / f"02-{second}" / "adapter_model.safetensors").read_bytes()
+    assert main([*args, "--resume"]) == 0
+    assert "trained before, kept" in capsys.readouterr().out
+    assert (out / f"02-{second}" / "adapter_model.safetensors").read_bytes() == trained
+    assert len(json.loads((out / "sequence.json").read_text())["requests"]) == 2
     # other settings, or nothing to resume: refused, nothing touched
     assert main([*args[:-2], "--lr", "1e-3", "--out", str(out), "--resume"]) == 2
     assert "other settings (config)" in capsys.readouterr().err

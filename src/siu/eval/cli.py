@@ -29,7 +29,8 @@ unlearned model's (make one with `siu world pretrain --without C`).
 EPILOG = """\
 examples:
   siu eval --model m-forgot/ --original m/ --bench world/ --concept "Tenran Rixtiv" --judge rubric --out ev/
-  siu eval --model seq/08-galvas-rantensar --original m/ --bench world/ --concept "Tenran Rixtiv,Mira" --out ev/
+  siu eval --model seq/02-mira-castellan --original m/ --bench world/ --concept "Tenran Rixtiv,Mira Castellan" \\
+           --out ev/   # a forget set: every concept the model was made to forget
   siu eval --model out/ --original llava-1.5-7b-hf/ --bench mmubench/ --concept "Donald Trump" \\
            --judge openai --judge-model gpt-4-turbo --out ev/
 """

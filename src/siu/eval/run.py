@@ -103,7 +103,7 @@ def evaluate(
     from siu.eval.judges import make_judge
     from siu.eval.metrics import EvalConfig
     from siu.models.adapter import VLM
-    from siu.models.files import adapter_base, is_adapter_dir
+    from siu.models.files import adapter_chain, is_adapter_dir
     from siu.outputs import write_atomically
     from siu.unlearn.inputs import check_out
     from siu.unlearn.run import check_finite_weights
@@ -120,8 +120,8 @@ def evaluate(
     if len({c.slug for c in concepts}) < len(concepts):
         raise SiuError(f"a concept is named twice: {', '.join(names)}")
     inputs = [Path(bench_path)] + [Path(p) for p in (model, original, retain, base) if p and Path(p).exists()]
-    if is_adapter_dir(model):  # the base it is merged into is an input too
-        inputs.append(Path(adapter_base(Path(model), base)))
+    if is_adapter_dir(model):  # the adapters and the model it is merged into are inputs too
+        inputs += [Path(p) for p in adapter_chain(Path(model), base) if Path(p).exists()]
     check_out(out, inputs, None, overwrite)
     judge_obj = None
     if judge is not None:  # before any model is loaded: a missing key costs nothing
@@ -167,8 +167,7 @@ def evaluate(
             shown = metrics_table(metrics)
     single = len(concepts) == 1
     summary = forget_set_summary([r for _, r, _ in results]) if not single else results[0][1]
-    if not single:
-        summary["seconds"] = time.perf_counter() - start
+    summary["seconds"] = time.perf_counter() - start  # with the models' loading
 
     def write_one(folder: Path, result: dict[str, Any], records: list[dict[str, Any]]) -> None:
         folder.mkdir(exist_ok=True)

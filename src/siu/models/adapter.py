@@ -26,7 +26,7 @@ from PIL import Image
 
 from siu.errors import ModelError
 from siu.models.files import (
-    adapter_base,
+    adapter_chain,
     check_adapter_dir,
     check_hub_id,
     check_model_dir,
@@ -74,7 +74,6 @@ _TEXT_KEYS = ("input_ids", "attention_mask", "labels", "target_mask")
 # (about 1,300 tokens); LLaVA resizes every image to 336 itself and Idefics3 tiles images up to 1456
 # pixels, so they need none (0: no cap).
 MAX_IMAGE_SIDE = {"qwen": 1024, "idefics": 0, "default": 0}
-MAX_ADAPTER_CHAIN = 64  # sequential requests whose adapters are loaded one on the other
 
 
 def capped(image: Image.Image, max_side: int) -> Image.Image:
@@ -180,16 +179,8 @@ class VLM:
         from peft import PeftModel
 
         check_adapter_dir(adapter)
-        base_path = adapter_base(adapter, base)
-        chain = [adapter.resolve()]
-        below = Path(base_path)
-        while is_adapter_dir(below):  # a sequence of requests: each adapter trained on the one before
-            if below.resolve() in chain or len(chain) > MAX_ADAPTER_CHAIN:
-                raise ModelError(f"{adapter}: its chain of base adapters loops or is too long ({below})")
-            check_adapter_dir(below)
-            chain.append(below.resolve())
-            below = Path(adapter_base(below))
-        # the base adapter (itself merged into its own base) is loaded first, then this one merged in
+        base_path = adapter_chain(adapter, base)[0]  # the whole chain is checked before anything loads
+        # the base adapter (itself merged into its own base, down the chain) is loaded first
         vlm = cls.load(base_path, runtime, trust_remote_code=trust_remote_code)
         try:
             with warnings.catch_warnings():  # peft asks transformers v5 for a deprecated attribute

@@ -97,6 +97,36 @@ def adapter_base(adapter: Path, base: str | os.PathLike[str] | None = None) -> s
     return str(named)
 
 
+MAX_ADAPTER_CHAIN = 64  # sequential requests whose adapters are loaded one on the other
+
+
+def adapter_chain(adapter: Path, base: str | os.PathLike[str] | None = None) -> list[str]:
+    """The adapters below ``adapter`` (a sequence's earlier requests, each trained on the one before)
+    and, last, the model at the bottom. ``base`` replaces the bottom model; it is refused when the
+    adapter sits on another adapter, since it would silently drop the adapters between them."""
+    below = adapter_base(adapter) if base is None else str(base)
+    if base is not None:
+        try:
+            recorded = adapter_base(adapter)
+        except ModelError:
+            recorded = None
+        if recorded is not None and is_adapter_dir(recorded):
+            raise ModelError(
+                f"{adapter} was trained on the adapter {recorded} (a sequence's request): leave out --base, "
+                "the chain is loaded down to its model"
+            )
+    chain = [below]
+    seen = {Path(adapter).resolve()}
+    while is_adapter_dir(chain[-1]):
+        here = Path(chain[-1])
+        if here.resolve() in seen or len(chain) > MAX_ADAPTER_CHAIN:
+            raise ModelError(f"{adapter}: its chain of base adapters loops or is too long ({here})")
+        seen.add(here.resolve())
+        check_adapter_dir(here)
+        chain.append(adapter_base(here))
+    return chain
+
+
 def check_adapter_dir(local: Path) -> None:
     if not (local / "adapter_model.safetensors").is_file():
         pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in local.glob(pattern))

@@ -38,6 +38,7 @@ from siu.bench.load import Benchmark, load_benchmark
 from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import VLM, Sample
+from siu.models.files import adapter_chain, is_adapter_dir
 from siu.outputs import versions, write_atomically
 from siu.runtime import CPU, Runtime
 from siu.training import LossFn, TrainConfig, TrainLog, train
@@ -132,6 +133,16 @@ def _step_row(record: dict[str, float], keys: Sequence[str]) -> str:
     cells += [f"{record[k]:>9.4f}" if k in record else f"{'':>9}" for k in keys]
     cells.append(f"{record['lr']:>9.2e}")
     return "  ".join(cells)
+
+
+def _relpath(target: Path, start: str | Path | None) -> str | None:
+    """``target`` relative to ``start`` (None where there is none: no output, another drive)."""
+    if start is None or not target.exists():
+        return None
+    try:
+        return os.path.relpath(target.resolve(), Path(start).resolve())
+    except ValueError:
+        return None
 
 
 def _seed_everything(seed: int) -> None:
@@ -398,6 +409,8 @@ def unlearn(
     inputs = [model_dir, *([Path(bench_path)] if bench_path else []), *(Path(p) for p in paths)]
     if cfg.overrides:
         inputs.append(Path(cfg.overrides))
+    if is_adapter_dir(model_dir):  # a sequence's request: every adapter below it is an input too
+        inputs += [Path(p) for p in adapter_chain(model_dir) if Path(p).exists()]
     if out is not None:
         check_out(out, inputs, model_dir if model_dir.exists() else None, overwrite)
 
@@ -563,9 +576,7 @@ def unlearn(
         "model": str(model_path),
         "model_abspath": str(model_dir.resolve()) if model_dir.exists() else None,
         # found again when the output and its model move together (a sequence's chain of adapters)
-        "model_relpath": os.path.relpath(model_dir.resolve(), Path(out).resolve())
-        if model_dir.exists() and out is not None
-        else None,
+        "model_relpath": _relpath(model_dir, out),
         "model_type": model_type,
         "parameters": n_params,
         "trainable_parameters": trainable,

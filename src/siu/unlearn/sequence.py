@@ -9,7 +9,8 @@ deployed or rolled back; ``siu eval --model out/02-b`` loads the chain down to t
 A request never retains a concept an earlier request forgot (no retain picture or target-4 fact is
 about it) and its stopping rule does not count the earlier concepts among those it must keep. Its
 reference (the KL of SIU and the other methods that have one) is the original model, not the one the
-request starts from: the drift of earlier requests is pulled back instead of being kept. With a
+request starts from: the drift of earlier requests is pulled back instead of being kept (with
+``--reference adapter_off`` it is the model the request starts from, and no second copy is loaded). With a
 benchmark, every request is followed by a check on held-out pictures of every concept (evaluation
 data that the unlearning never reads): did this request's concept go, did an earlier one come back,
 were the others kept? ``sequence.json`` holds the table, rewritten after every request, so an
@@ -67,7 +68,7 @@ def unlearn_sequentially(
     """
     from siu.bench.load import load_benchmark
     from siu.unlearn.inputs import check_out, concept_without_bench
-    from siu.unlearn.run import unlearn
+    from siu.unlearn.run import RUN_FILE
 
     start = time.perf_counter()
     out = Path(out)
@@ -87,8 +88,18 @@ def unlearn_sequentially(
         raise SiuError(f"a concept is requested twice: {', '.join(concepts)}")
     inputs = [Path(model_path), *([Path(bench_path)] if bench_path else []), *map(Path, image_paths or [])]
     model_dir = Path(model_path)
+    if not resume and out.is_dir() and any(out.iterdir()):
+        raise SiuError(
+            f"--out {out} exists and is not empty; --resume continues an interrupted sequence there, or "
+            "choose another directory"
+        )
     check_out(out, inputs, model_dir if model_dir.exists() else None, overwrite=resume)
-    checked = bench is not None and check_images > 0 and all(r.test_images for r in records)
+    # the check asks every concept of the benchmark: each needs held-out pictures and a name question
+    checked = (
+        bench is not None
+        and check_images > 0
+        and all(c.test_images and c.recognition_prompts for c in bench.concepts)
+    )
     settings = {
         "model": str(model_path),
         "bench": str(bench_path) if bench_path is not None else None,
@@ -98,7 +109,8 @@ def unlearn_sequentially(
         "adapter_only": adapter_only,
         "check_images": check_images if checked else 0,
     }
-    finished = _finished(out, settings) if resume else None
+    dirs = [request_dir(k, r.slug or _slug(r.name)) for k, r in enumerate(records, start=1)]
+    finished = _finished(out, settings, dirs) if resume else None
 
     before: dict[str, dict[str, float]] = {}
     probes: list[Any] = []
@@ -121,30 +133,26 @@ def unlearn_sequentially(
         "goals": {"forget_max": FORGET_MAX, "others_min_relative": OTHERS_MIN},
     }
     current: str | Path = model_path
+    out.mkdir(parents=True, exist_ok=True)
+    if finished is None:  # a run killed in its first request can be resumed too
+        _write_json(out / SEQUENCE_FILE, {**result, "seconds": 0.0})
     for k, record in enumerate(records, start=1):
-        sub = out / request_dir(k, record.slug or _slug(record.name))
+        sub = out / dirs[k - 1]
         if finished is not None and k <= len(finished["requests"]):
             log(f"request {k} of {len(records)}: {record.name!r} finished before, kept ({sub})")
             result["requests"].append(finished["requests"][k - 1])
             current = sub
             continue
-        log(f"request {k} of {len(records)}: forget {record.name!r} (from {current})")
-        run = unlearn(
-            current,
-            record.name,
-            image_paths[k - 1] if image_paths is not None else None,
-            bench_path,
-            cfg,
-            sub,
-            adapter_only=adapter_only,
-            progress=progress,
-            runtime=runtime,
-            log=log,
-            forgotten_before=[r.name for r in records[: k - 1]],
-            # every request's KL holds to the original, so that the drift of earlier requests is pulled
-            # back rather than frozen in (docs/results/sequential.md: kept 0.48 vs 0.25 after 8)
-            reference_path=model_path if k > 1 and cfg.reference != "adapter_off" else None,
-        )
+        if finished is not None and (sub / RUN_FILE).is_file():  # trained, but killed during its check
+            log(f"request {k} of {len(records)}: {record.name!r} trained before, kept; checking it")
+            run = json.loads((sub / RUN_FILE).read_text(encoding="utf-8"))
+        else:
+            log(f"request {k} of {len(records)}: forget {record.name!r} (from {current})")
+            run = _run_request(
+                current, record.name, image_paths[k - 1] if image_paths is not None else None, bench_path,
+                cfg, sub, adapter_only, progress, runtime, log, [r.name for r in records[: k - 1]],
+                model_path if k > 1 and cfg.reference != "adapter_off" else None,
+            )  # fmt: skip
         row: dict[str, Any] = {
             "request": k,
             "concept": record.name,
@@ -161,14 +169,39 @@ def unlearn_sequentially(
         _write_json(out / SEQUENCE_FILE, result)
         log(request_line(row))
         current = sub
+    result["seconds"] = time.perf_counter() - start  # this session's (a resumed run's earlier ones not)
+    _write_json(out / SEQUENCE_FILE, result)
     log(sequence_table(result))
     log(f"wrote {len(records)} requests and {SEQUENCE_FILE} to {out} ({result['seconds']:.0f} s)")
     return result
 
 
-def _finished(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+def _run_request(
+    model: str | Path,
+    concept: str,
+    image: str | Path | None,
+    bench_path: str | Path | None,
+    cfg: UnlearnConfig,
+    out: Path,
+    adapter_only: bool | None,
+    progress: bool,
+    runtime: Runtime | None,
+    log: Callable[..., Any],
+    earlier: list[str],
+    reference: str | Path | None,
+) -> dict[str, Any]:
+    from siu.unlearn.run import unlearn
+
+    # every request's KL holds to the original, so that the drift of earlier requests is pulled back
+    # rather than frozen in (docs/results/sequential.md: kept 0.48 vs 0.25 after 8)
+    return unlearn(model, concept, image, bench_path, cfg, out, adapter_only=adapter_only, progress=progress,
+                   runtime=runtime, log=log, forgotten_before=earlier, reference_path=reference)  # fmt: skip
+
+
+def _finished(out: Path, settings: dict[str, Any], dirs: Sequence[str]) -> dict[str, Any]:
     """The interrupted sequence in ``out`` (its sequence.json), if it was run with ``settings``: only
-    requests whose directory is complete count as finished."""
+    requests whose directory is complete count as finished (the next one's directory may be complete
+    too, when the run was killed during its check; ``dirs``: every request's directory name)."""
     try:
         earlier = json.loads((out / SEQUENCE_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -188,7 +221,7 @@ def _finished(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
         if not (out / str(row.get("dir")) / "run.json").is_file():
             break
         done.append(row)
-    kept = {r["dir"] for r in done}  # (a killed write's hidden partial directory is cleaned up later)
+    kept = {r["dir"] for r in done} | set(dirs[len(done) : len(done) + 1])  # (hidden partials: cleaned up)
     stray = [
         p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in kept
     ]
@@ -218,7 +251,7 @@ def _check(
         "forget": after[slugs[-1]]["recognition"],
         "earlier_max": max(earlier.values()) if earlier else None,
         "earlier_back": sorted(s for s, v in earlier.items() if v > FORGET_MAX),
-        "facts_min": min(after[s].get("facts", float("nan")) for s in slugs),
+        "facts_min": min((after[s]["facts"] for s in slugs if "facts" in after[s]), default=None),
         "others_relative": sum(after[s]["recognition"] for s in kept) / base if base else None,
     }
 
@@ -240,7 +273,7 @@ def request_line(row: dict[str, Any]) -> str:
         back = f", came back: {', '.join(row['earlier_back'])}" if row["earlier_back"] else ""
         line += (
             f"; recognised {row['forget']:.3f}, earlier max {_fmt(row['earlier_max'])}{back}, "
-            f"others {_fmt(row['others_relative'])} of the original's, facts min {row['facts_min']:.3f}"
+            f"others {_fmt(row['others_relative'])} of the original's, facts min {_fmt(row['facts_min'])}"
         )
     return line
 
