@@ -16,9 +16,9 @@ from siu.errors import ModelError, SiuError
 from siu.eval.forgetting import concept_scores, recognition_probes
 from siu.models.adapter import VLM
 from siu.models.files import is_adapter_dir
+from siu.sequence import unlearn_sequentially
 from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.run import build_joint_data
-from siu.unlearn.sequence import unlearn_sequentially
 
 
 def _second(world: Path) -> str:

@@ -505,7 +505,7 @@ def _cmd_sequential(
     args: argparse.Namespace, cfg: Any, runtime: Any, concepts: list[str], images: list[str]
 ) -> int:
     from siu.outputs import output_claimed
-    from siu.unlearn.sequence import unlearn_sequentially
+    from siu.sequence import unlearn_sequentially
 
     if args.dry_run:
         raise SiuError(

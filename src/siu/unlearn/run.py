@@ -347,7 +347,7 @@ def unlearn(
     accelerator's device). ``observe(step, vlm)``: called after every step with the model as it is
     then (a hook for studies, e.g. ``scripts/stop_study.py``; it must not change the model).
     ``forgotten_before``: concepts an earlier request made the model forget (sequential unlearning,
-    :mod:`siu.unlearn.sequence`): no retain data and no stopping-rule budget are about them.
+    :mod:`siu.sequence`): no retain data and no stopping-rule budget are about them.
     ``reference_path``: the model the method's reference holds to (cached logits), when it is not the
     model trained (a sequence's original).
     """
