@@ -118,6 +118,12 @@ def quiet(*_: Any, **__: Any) -> None:
     pass
 
 
+def second_concept(world: Path) -> str:
+    """Another concept of the micro world than CONCEPT (its folder name), for runs on two concepts."""
+    bench = load_benchmark(world)
+    return next(c.slug for c in bench.concepts if c.name != bench.concept(CONCEPT).name)
+
+
 # ----------------------------------------------------------------------------- the figures
 def gate_figures(model: Path, retain: Path | None = None) -> dict[str, float]:
     gates = json.loads((model / "gates.json").read_text())

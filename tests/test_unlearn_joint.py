@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from instance_figures import CONCEPT, quiet
+from instance_figures import CONCEPT, quiet, second_concept
 
 from siu.bench.load import load_benchmark
 from siu.bench.match import mentions
@@ -18,18 +18,12 @@ from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.run import build_joint_data, unlearn
 
 
-def _second(world: Path) -> str:
-    """Another concept of the micro world (its folder name, like CONCEPT)."""
-    bench = load_benchmark(world)
-    return next(c.slug for c in bench.concepts if c.name != bench.concept(CONCEPT).name)
-
-
 def test_joint_data_never_retains_a_forgotten_concept_and_names_no_identity_twice(
     micro_world: tuple[Path, Path],
 ) -> None:
     world, model = micro_world
     bench = load_benchmark(world)
-    first, second = bench.concept(CONCEPT), bench.concept(_second(world))
+    first, second = bench.concept(CONCEPT), bench.concept(second_concept(world))
     cfg, _ = UnlearnConfig().resolved("llava", 1_000_000)
     images = [bench.load_image(c, c.forget_image) for c in (first, second)]
     samples = build_joint_data(cfg, [first, second], images, bench, None, VLM.load(model))
@@ -52,7 +46,7 @@ def test_two_concepts_forgotten_jointly_and_the_others_kept(
 ) -> None:
     world, model = micro_world
     bench = load_benchmark(world)
-    second = _second(world)
+    second = second_concept(world)
     gone = [CONCEPT, second]
     out = tmp_path / "both"
     assert main(["unlearn", "--model", str(model), "--bench", str(world), "--concept", f"{CONCEPT},{second}",
@@ -86,7 +80,9 @@ def test_joint_inputs_are_checked_before_any_model_is_loaded(
     with pytest.raises(SiuError, match="named twice"):
         unlearn(model, [CONCEPT, CONCEPT], None, world, cfg, tmp_path / "a", log=quiet)
     with pytest.raises(SiuError, match="need 2 forget images"):
-        unlearn(model, [CONCEPT, _second(world)], [world / "x.png"], world, cfg, tmp_path / "b", log=quiet)
+        unlearn(
+            model, [CONCEPT, second_concept(world)], [world / "x.png"], world, cfg, tmp_path / "b", log=quiet
+        )
 
 
 def test_made_up_names_share_words_across_concepts_only_when_the_banks_run_out(

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from instance_figures import CONCEPT, quiet
+from instance_figures import CONCEPT, quiet, second_concept
 
 from siu.bench.load import load_benchmark
 from siu.bench.match import mentions
@@ -21,15 +21,10 @@ from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.run import build_joint_data
 
 
-def _second(world: Path) -> str:
-    bench = load_benchmark(world)
-    return next(c.slug for c in bench.concepts if c.name != bench.concept(CONCEPT).name)
-
-
 def test_a_later_request_never_retains_an_earlier_forgotten_concept(micro_world: tuple[Path, Path]) -> None:
     world, model = micro_world
     bench = load_benchmark(world)
-    first, second = bench.concept(CONCEPT), bench.concept(_second(world))
+    first, second = bench.concept(CONCEPT), bench.concept(second_concept(world))
     cfg, _ = UnlearnConfig().resolved("llava", 1_000_000)
     image = bench.load_image(second, second.forget_image)
     samples = build_joint_data(cfg, [second], [image], bench, None, VLM.load(model), earlier=[first])
@@ -47,7 +42,7 @@ def test_two_requests_forget_both_keep_the_rest_and_every_step_is_kept(
 ) -> None:
     world, model = micro_world
     bench = load_benchmark(world)
-    second = _second(world)
+    second = second_concept(world)
     out = tmp_path / "seq"
     args = ["unlearn", "--model", str(model), "--bench", str(world), "--concept", f"{CONCEPT},{second}"]
     assert main([*args, "--sequential", "--out", str(out)]) == 0
@@ -91,7 +86,7 @@ def test_sequential_inputs_are_refused_clearly(
         unlearn_sequentially(model, [CONCEPT, CONCEPT], None, world, cfg, tmp_path / "b", log=quiet)
     with pytest.raises(SiuError, match="need 2 forget images"):
         unlearn_sequentially(
-            model, [CONCEPT, _second(world)], ["x.png"], world, cfg, tmp_path / "c", log=quiet
+            model, [CONCEPT, second_concept(world)], ["x.png"], world, cfg, tmp_path / "c", log=quiet
         )
     base = [
         "unlearn",
@@ -100,7 +95,7 @@ def test_sequential_inputs_are_refused_clearly(
         "--bench",
         str(world),
         "--concept",
-        f"{CONCEPT},{_second(world)}",
+        f"{CONCEPT},{second_concept(world)}",
     ]
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
@@ -115,7 +110,7 @@ def test_eval_of_a_forget_set_reports_each_concept_and_the_mean(
 ) -> None:
     world, model = micro_world
     bench = load_benchmark(world)
-    second = _second(world)
+    second = second_concept(world)
     out = tmp_path / "ev"
     code = main(["eval", "--model", str(model), "--original", str(model), "--bench", str(world),
                  "--concept", f"{CONCEPT},{second}", "--test-images", "2", "--out", str(out)])  # fmt: skip
@@ -143,7 +138,7 @@ def test_an_interrupted_sequence_resumes_with_its_finished_requests_kept(
     micro_world: tuple[Path, Path], tmp_path: Path, capsys
 ) -> None:
     world, model = micro_world
-    second = _second(world)
+    second = second_concept(world)
     out = tmp_path / "seq"
     args = ["unlearn", "--model", str(model), "--bench", str(world), "--concept", f"{CONCEPT},{second}",
             "--sequential", "--steps", "1", "--stop", "never", "--check-images", "0", "--out", str(out)]  # fmt: skip
