@@ -12,6 +12,12 @@ and print the means over concepts (and how many concepts met all three goals).
     python scripts/unlearn_acceptance.py --micro --methods siu,siu_no_vocab_mask --concepts tesquo-velrix
     python scripts/unlearn_acceptance.py --methods siu --world-seed 1 --lr 7e-4  # another world
     python scripts/unlearn_acceptance.py --methods npo --lr 3e-4 --set retain_weight=2  # a sweep point
+    python scripts/unlearn_acceptance.py --methods siu,rmu --butterfly  # + the butterfly effect
+
+With --butterfly, also the butterfly effect on the world's pair pictures (siu.eval.butterfly): the
+share of pictures of C beside a kept partner B in which B is still named ("beside"), the same question
+on B's own pictures ("alone"), for the unlearned model, the original and, where one is cached, C's
+gold retain model (never saw C: what "unaffected" means).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 import yaml
 
 from siu.bench.load import load_benchmark
+from siu.eval.butterfly import butterfly_figures, butterfly_probes
 from siu.eval.forgetting import (
     FACTS_MIN,
     FORGET_MAX,
@@ -40,9 +47,14 @@ from siu.tables import format_table
 from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.methods import variants
 from siu.unlearn.run import unlearn
-from siu.world.cache import default_home, ensure_world_and_model
+from siu.world.cache import cached_retain_model, default_home, ensure_world_and_model
 
 VARIANTS = variants()  # the same names as siu bench run: every registered method and named variant
+
+
+def mean_of(runs: list[dict[str, Any]], model: str, key: str) -> float:
+    """Mean over runs of one butterfly figure of one model (``unlearned``, ``original``, ``retain``)."""
+    return sum(r["butterfly"][model][key] for r in runs) / len(runs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the stopping rule (default: the method's; --steps is then the cap)",
     )
     ap.add_argument("--images", type=int, default=8, help="held-out recognition questions per concept")
+    ap.add_argument(
+        "--butterfly", action="store_true", help="also the butterfly effect on the world's pair pictures"
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
     ap.add_argument(
         "--set",
@@ -113,7 +128,23 @@ def main(argv: list[str] | None = None) -> int:
         bench.concept(slug)  # a clear error for a typo, before any work
 
     probes = recognition_probes(bench, args.images)
-    before, _ = concept_scores(VLM.load(model), probes)
+    original = VLM.load(model)
+    before, _ = concept_scores(original, probes)
+    if args.butterfly and not bench.pairs:
+        ap.error(f"{world} has no pair pictures (pairs.json); `siu demo` draws them into a cached world")
+
+    def butterfly(vlm: VLM, slug: str) -> dict[str, Any]:
+        pr = butterfly_probes(bench, bench.concept(slug))
+        figures = butterfly_figures(pr, vlm.generate(pr.samples, max_new_tokens=24, batch_size=64))
+        return {k: figures[k] for k in ("pictures", "pair", "alone", "forgotten_in_pair", "partners")}
+
+    references: dict[str, dict[str, Any]] = {}
+    if args.butterfly:
+        for slug in slugs:
+            references[slug] = {"original": butterfly(original, slug)}
+            retain = cached_retain_model(world, model, slug, default_home())
+            if retain is not None:
+                references[slug]["retain"] = butterfly(VLM.load(retain), slug)
     runs: list[dict[str, Any]] = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
                     stop=args.stop,
                 )
                 run = unlearn(model, slug, None, world, cfg, out, progress=False, log=lambda *_: None)
-                after, _ = concept_scores(VLM.load(out), probes)
+                unlearned = VLM.load(out)
+                after, _ = concept_scores(unlearned, probes)
                 summary = forgetting_summary(before, after, slug)
+                if args.butterfly:
+                    summary["butterfly"] = {"unlearned": butterfly(unlearned, slug), **references[slug]}
                 runs.append(
                     {
                         "variant": variant,
@@ -148,7 +182,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"[{variant} {k + 1}/{len(slugs)}] {slug}: forget {summary['forget_recognition']:.2f} "
                     f"others {summary['others_relative']:.2f} facts {summary['facts']:.2f} "
                     f"steps {run['steps_taken']} "
-                    f"({time.perf_counter() - start:.0f} s)",
+                    + (
+                        f"partner beside C {summary['butterfly']['unlearned']['pair']:.2f} "
+                        f"(original {summary['butterfly']['original']['pair']:.2f}) alone "
+                        f"{summary['butterfly']['unlearned']['alone']:.2f} "
+                        if args.butterfly
+                        else ""
+                    )
+                    + f"({time.perf_counter() - start:.0f} s)",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -170,6 +211,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{mean('others_relative'):.3f}",
                 f"{mean('facts'):.3f}",
                 f"{sum(r['passed'] for r in mine)}/{len(mine)}",
+                *(
+                    [
+                        f"{mean_of(mine, 'unlearned', 'pair'):.3f}",
+                        f"{mean_of(mine, 'unlearned', 'alone'):.3f}",
+                        f"{mean_of(mine, 'unlearned', 'forgotten_in_pair'):.3f}",
+                    ]
+                    if args.butterfly
+                    else []
+                ),  # fmt: skip
             ]
         )
     print(
@@ -180,12 +230,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(before[s]['recognition'] for s in slugs) / len(slugs):.3f}, facts "
         f"{sum(before[s]['facts'] for s in slugs) / len(slugs):.3f}."
     )
-    print(
-        format_table(
-            ["method", "stop", "step cap", "steps taken", "lr", "forget", "others", "facts", "all three met"],
-            rows,
-        )
-    )
+    header = ["method", "stop", "step cap", "steps taken", "lr", "forget", "others", "facts", "all three met"]
+    if args.butterfly:
+        header += ["partner beside C", "partner alone", "C named beside partner"]
+        firsts = [next(r for r in runs if r["concept"] == slug) for slug in slugs]
+        for model_name in ("original", "retain"):
+            have = [r for r in firsts if model_name in r["butterfly"]]
+            if have:
+                rows.append(
+                    [f"({model_name}{'' if len(have) == len(firsts) else f', {len(have)} concepts'})",
+                     *[""] * 8, *[f"{mean_of(have, model_name, k):.3f}" for k in ("pair", "alone", "forgotten_in_pair")]]
+                )  # fmt: skip
+    print(format_table(header, rows))
     if args.json is not None:
         args.json.write_text(json.dumps({"before": before, "runs": runs}, indent=2) + "\n")
     return 0

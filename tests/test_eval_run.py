@@ -69,6 +69,15 @@ def test_original_against_itself(micro_world: tuple[Path, Path], tmp_path: Path,
     records = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     kinds = {r["metric"] for r in records}
     assert {"efficacy_em", "generality_em", "g_eval", "fact_retention", "jailbreak_multihop"} <= kinds
+    # the butterfly effect on the world's pair pictures: against itself, the original's figures
+    assert 0.0 <= m["butterfly_pair"] <= 1.0 and m["butterfly_pair"] == pytest.approx(
+        original["butterfly_pair"]
+    )
+    assert m["butterfly_alone"] == pytest.approx(original["butterfly_alone"])
+    butterfly = result["details"]["butterfly"]
+    assert butterfly["unlearned"] == butterfly["original"] and butterfly["unlearned"]["pictures"] > 0
+    assert "butterfly_retain" in result["details"]["missing"]
+    assert {"butterfly_pair", "butterfly_alone", "butterfly_forgotten_in_pair"} <= kinds
     assert "efficacy_em" in stdout and "missing" in stdout
     assert "<table>" in (out / "report.html").read_text()
 

@@ -30,6 +30,7 @@ from siu.bench.schema import (
     Fact,
     ImageRecord,
     Manifest,
+    PairPicture,
     PromptType,
     RecognitionPrompt,
     SpecificityItem,
@@ -37,6 +38,7 @@ from siu.bench.schema import (
 from siu.errors import BenchmarkError
 
 MANIFEST_FILE = "manifest.json"
+PAIRS_FILE = "pairs.json"  # optional, at the root; its pictures are usually under pairs/
 CONCEPTS_DIR = "concepts"
 CONCEPT_FILE = "concept.json"
 SUPPORTED_VERSIONS = (1,)
@@ -79,6 +81,7 @@ class Benchmark:
     manifest: Manifest
     concepts: list[Concept]
     specificity: list[SpecificityItem] = dataclasses.field(default_factory=list)
+    pairs: list[PairPicture] = dataclasses.field(default_factory=list)
 
     def concept(self, name_or_slug: str) -> Concept:
         """The concept whose name, alias or folder name is ``name_or_slug`` (case-insensitive)."""
@@ -112,6 +115,9 @@ class Benchmark:
 
     def load_specificity_image(self, item: SpecificityItem) -> Image.Image:
         return open_image(self.specificity_image_path(item))
+
+    def load_pair_image(self, item: PairPicture) -> Image.Image:
+        return open_image(resolve_inside(self.root, item.image))
 
     @property
     def num_images(self) -> int:
@@ -177,7 +183,8 @@ def read_benchmark(path: str | Path) -> Reading:
     _check_unlisted_folders(root, manifest.concepts, problems)
     _check_unique_names(concepts, problems)
     specificity = _read_specificity(root, manifest, specificity_explicit, manifest_doc, problems, images)
-    return Reading(Benchmark(root, manifest, concepts, specificity), problems, images)
+    pairs = _read_pairs(root, manifest.concepts, problems, images)
+    return Reading(Benchmark(root, manifest, concepts, specificity, pairs), problems, images)
 
 
 def write_benchmark_json(path: str | Path, data: Any) -> None:
@@ -716,27 +723,10 @@ def _read_specificity(
     data = doc.read(path)
     if data is _INVALID:
         return []
-    # The canonical form is a list; an object with an "items" list leaves room for metadata.
-    wrapper = isinstance(data, dict)
-    if wrapper:
-        doc.unknown(data, "", ["items", "description"])
-        data = data.get("items", _MISSING)
-        if data is _MISSING:
-            doc.error("items", "missing required field")
-            return []
-    if not isinstance(data, list):
-        doc.error("items" if wrapper else "", f"expected a list of objects, got {_kind(data)}")
-        return []
-    parsed, _ = doc.items(
-        {"items": data},
-        "items",
-        lambda o, w: _parse_specificity(doc, o, w),
-        required=True,
-        label="items" if wrapper else "",
-    )
+    parsed, prefix = _item_list(doc, data, lambda o, w: _parse_specificity(doc, o, w))
     items = []
     for i, item in parsed:
-        field = f"items[{i}].image" if wrapper else f"[{i}].image"
+        field = f"{prefix}[{i}].image"
         try:
             image = resolve_inside(root, item.image)
         except BenchFileError as err:
@@ -755,3 +745,72 @@ def _parse_specificity(doc: _Doc, obj: dict[str, Any], where: str) -> Specificit
         answers=doc.strings(obj, "answers", where, required=True, nonempty=True),
         kind=doc.text(obj, "kind", where, default="vqa"),
     )
+
+
+def _item_list(
+    doc: _Doc, data: Any, parse: Callable[[dict[str, Any], str], T | None]
+) -> tuple[list[tuple[int, T]], str]:
+    """The entries of a file that is a list of objects, or an object whose "items" is one (room for
+    metadata); with the prefix of their field paths ("items" or "")."""
+    wrapper = isinstance(data, dict)
+    if wrapper:
+        doc.unknown(data, "", ["items", "description"])
+        data = data.get("items", _MISSING)
+        if data is _MISSING:
+            doc.error("items", "missing required field")
+            return [], "items"
+    label = "items" if wrapper else ""
+    if not isinstance(data, list):
+        doc.error(label, f"expected a list of objects, got {_kind(data)}")
+        return [], label
+    parsed, _ = doc.items({"items": data}, "items", parse, required=True, label=label)
+    return parsed, label
+
+
+def _read_pairs(
+    root: Path, slugs: list[str], problems: list[Problem], refs: list[ImageRef]
+) -> list[PairPicture]:
+    """``pairs.json`` if the benchmark has one: pictures of two listed concepts side by side."""
+    path = root / PAIRS_FILE
+    if not path.is_file():
+        return []
+    doc = _Doc(PAIRS_FILE, problems)
+    data = doc.read(path)
+    if data is _INVALID:
+        return []
+    parsed, prefix = _item_list(doc, data, lambda o, w: _parse_pair(doc, o, w, set(slugs)))
+    pairs = []
+    for i, item in parsed:
+        field = f"{prefix}[{i}].image"
+        try:
+            image = resolve_inside(root, item.image)
+        except BenchFileError as err:
+            doc.error(field, err.reason)
+            continue
+        refs.append(ImageRef(PAIRS_FILE, field, image))
+        pairs.append(item)
+    return pairs
+
+
+def _parse_pair(doc: _Doc, obj: dict[str, Any], where: str, slugs: set[str]) -> PairPicture | None:
+    doc.unknown(obj, where, _field_names(PairPicture))
+    before = doc.errors
+    image = doc.text(obj, "image", where)
+    concepts = doc.strings(obj, "concepts", where, required=True, nonempty=True)
+    prompts = doc.strings(obj, "prompts", where, required=True, nonempty=True)
+    if doc.errors != before:
+        return None
+    if len(concepts) != 2 or len(set(concepts)) != 2:
+        doc.error(_join(where, "concepts"), f"expected two different concept folder names, got {concepts}")
+        return None
+    for k, slug in enumerate(concepts):
+        if slug not in slugs:
+            close = difflib.get_close_matches(slug, sorted(slugs), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            doc.error(f"{_join(where, 'concepts')}[{k}]", f"{slug!r} is not a concept of manifest.json{hint}")
+    if len(prompts) != len(concepts):
+        doc.error(
+            _join(where, "prompts"),
+            f"expected one question per concept ({len(concepts)}), got {len(prompts)}",
+        )
+    return PairPicture(image, concepts, prompts)

@@ -1,7 +1,7 @@
 """The MMUBench on-disk format as typed records.
 
-A benchmark directory holds ``manifest.json``, an optional ``specificity.json`` and one folder per
-concept with ``concept.json`` and its images. ``docs/FORMAT.md`` documents every field; the
+A benchmark directory holds ``manifest.json``, an optional ``specificity.json``, an optional
+``pairs.json`` (pictures of two concepts) and one folder per concept with ``concept.json`` and its images. ``docs/FORMAT.md`` documents every field; the
 validator in :mod:`siu.bench.validate` explains every deviation. These dataclasses are the one
 in-memory form that the world builder writes and every other layer reads.
 """
@@ -123,6 +123,17 @@ class SpecificityItem:
     question: str
     answers: list[str]
     kind: str = "vqa"
+
+
+@dataclass
+class PairPicture:
+    """A picture of two concepts side by side, for the butterfly effect: after forgetting one, is the
+    other still named beside it? ``concepts`` are their folder names (left, right); ``prompts`` holds,
+    for each in the same order, a question that asks for that one's name (naming its category)."""
+
+    image: str  # relative to the benchmark root
+    concepts: list[str]
+    prompts: list[str]
 
 
 @dataclass

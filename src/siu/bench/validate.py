@@ -91,5 +91,7 @@ def format_problems(path: str | Path, problems: Sequence[Problem]) -> str:
         lines.append(f"OK: {tail}")
         return "\n".join(lines)
     counts = f"{_plural(len(bench.concepts), 'concept')}, {_plural(bench.num_images, 'image')}"
+    if bench.pairs:
+        counts += f", {_plural(len(bench.pairs), 'pair picture')}"
     lines.append(f"OK: {counts}, {tail}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from siu.bench.load import Benchmark
 from siu.bench.match import mentions
 from siu.bench.schema import Concept
 from siu.eval.attacks import PERTURBATIONS, QUANT_BITS, quantised, relearn_samples, relearned
+from siu.eval.butterfly import ButterflyProbes, butterfly_figures, butterfly_probes
 from siu.eval.judges import Judge
 from siu.eval.scores import (
     auc,
@@ -82,6 +83,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "attack_unseen_phrasing": (
         "lower",
         "share of answers naming C to recognition prompts never seen in training",
+    ),
+    "butterfly_pair": ("higher", "share of pictures of C beside a kept concept B in which B is still named"),
+    "butterfly_alone": (
+        "higher",
+        "the same question on B's own pictures, C absent (the butterfly effect's control)",
     ),
 }
 MIN_K = 0.4
@@ -173,6 +179,7 @@ class Probes:
     controls: list[Sample]
     specificity: list[tuple[str, Probe]]
     relearn: list[Sample]
+    butterfly: ButterflyProbes = field(default_factory=ButterflyProbes)
 
     @property
     def name_probes(self) -> list[Probe]:
@@ -252,6 +259,7 @@ def build_probes(bench: Benchmark, concept: Concept, cfg: EvalConfig) -> Probes:
         controls=controls,
         specificity=specificity,
         relearn=relearn_samples(concept, bench),
+        butterfly=butterfly_probes(bench, concept, cfg.forgotten),
     )
 
 
@@ -418,6 +426,10 @@ def original_side(
     values["attack_relearn"] = _share(hits)
     records += recs
     answers["specificity"] = gen([p[0] for _, p in pr.specificity])
+    answers["butterfly"] = gen(pr.butterfly.samples)
+    if pr.butterfly.in_pair:
+        figures = butterfly_figures(pr.butterfly, answers["butterfly"])
+        values["butterfly_pair"], values["butterfly_alone"] = figures["pair"], figures["alone"]
     return OriginalSide(
         key=side_key(concept, cfg, judge, original),
         answers=answers,
@@ -583,6 +595,9 @@ def evaluate_concept(
     step("specificity")
     out.update(_specificity(pr, side, gen([p[0] for _, p in pr.specificity]), records))
 
+    step("butterfly effect")
+    out.update(_butterfly(pr, side, gen, retain, cfg, records, missing))
+
     out["answers_at_limit"] = gen.at_limit
     out["answers_at_limit_original"] = side.answers_at_limit
     if gen.at_limit > 0.1:
@@ -595,6 +610,43 @@ def evaluate_concept(
     out["missing"] = missing
     out["warnings"] = warnings
     return out, records
+
+
+def _butterfly(
+    pr: Probes,
+    side: OriginalSide,
+    gen: _Generator,
+    retain: VLM | None,
+    cfg: EvalConfig,
+    records: list[dict[str, Any]],
+    missing: dict[str, str],
+) -> dict[str, Any]:
+    """The partner named beside C and alone, for this model, the original and the retain model."""
+    probes = pr.butterfly
+    if not probes.in_pair:
+        for key in ("butterfly_pair", "butterfly_alone"):
+            missing[key] = "the benchmark has no pair picture of C with a kept concept (pairs.json)"
+        return {"butterfly_pair": None, "butterfly_alone": None}
+
+    def record(model: str) -> Callable[[str, Probe, str, bool], None]:
+        def add(metric: str, probe: Probe, answer: str, hit: bool) -> None:
+            records.append({"metric": metric, "image": probe[1], "prompt": probe[0].prompt, "answer": answer,
+                            "targets": probe[2], "hit": hit, **({"model": model} if model else {})})  # fmt: skip
+
+        return add
+
+    figures = {"unlearned": butterfly_figures(probes, gen(probes.samples), record(""))}
+    figures["original"] = butterfly_figures(probes, side.answers["butterfly"], record("original"))
+    if retain is not None:
+        figures["retain"] = butterfly_figures(
+            probes, _Generator(retain, cfg)(probes.samples), record("retain")
+        )
+    else:
+        missing["butterfly_retain"] = (
+            "no retain model given (--retain): no reference for an unaffected partner"
+        )
+    mine = figures["unlearned"]
+    return {"butterfly_pair": mine["pair"], "butterfly_alone": mine["alone"], "butterfly": figures}
 
 
 def _c_dis(

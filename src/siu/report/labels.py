@@ -36,6 +36,8 @@ NAMES: dict[str, tuple[str, str]] = {
     "attack_quant4": ("Named at 4-bit weights", "forgetting holds"),
     "attack_relearn": ("Named after relearning", "forgetting holds"),
     "attack_unseen_phrasing": ("Named, unseen phrasings", "forgetting holds"),
+    "butterfly_pair": ("Partner named beside C", "more kept"),
+    "butterfly_alone": ("Partner named alone", "more kept"),
 }
 
 # report section -> its metrics, in the order they are drawn and tabulated
@@ -69,6 +71,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "attack_relearn",
         "attack_unseen_phrasing",
     ),
+    "Butterfly effect (pair pictures)": ("butterfly_pair", "butterfly_alone"),
 }
 LOG_SCALE = frozenset({"fluency_ppl"})  # a wrecked model's perplexity reaches millions
 

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from siu.bench.schema import QA, Concept, Fact, ImageRecord, Manifest, RecognitionPrompt, SpecificityItem
+from siu.bench.load import PAIRS_FILE
+from siu.bench.schema import (
+    QA,
+    Concept,
+    Fact,
+    ImageRecord,
+    Manifest,
+    PairPicture,
+    RecognitionPrompt,
+    SpecificityItem,
+)
 from siu.errors import SiuError
 from siu.outputs import write_atomically
 from siu.world.concepts import WorldConcept, make_concepts
-from siu.world.render import render
+from siu.world.render import render, render_pair
 from siu.world.text import (
     FACT_HELDOUT,
     FACT_SLOTS,
@@ -28,6 +39,12 @@ from siu.world.text import (
 )
 
 GENERATOR_VERSION = 1
+PAIR_PARTNERS = (
+    2  # partners drawn per concept, from other categories (a concept is in about twice as many pairs)
+)
+PAIR_IMAGES = 4  # pictures per pair, the sides alternating
+# a pair picture asks for one concept by its category ("the character"): the world's name prompts that do
+PAIR_PROMPTS = [t for t, _ in NAME_PROMPTS if "{noun}" in t][:2]
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,66 @@ def specificity_items(wc: WorldConcept, backgrounds: list[str], n: int) -> list[
     return items
 
 
+def concept_pairs(concepts: list[WorldConcept], seed: int) -> list[tuple[WorldConcept, WorldConcept]]:
+    """Pairs of concepts of different categories: ``PAIR_PARTNERS`` drawn for each concept."""
+    rng = random.Random(f"siu-world:{seed}:pairs")
+    pairs: list[tuple[WorldConcept, WorldConcept]] = []
+    seen: set[frozenset[str]] = set()
+    for a in concepts:
+        others = [b for b in concepts if b.category != a.category]
+        for b in rng.sample(others, min(PAIR_PARTNERS, len(others))):
+            if frozenset((a.slug, b.slug)) not in seen:
+                seen.add(frozenset((a.slug, b.slug)))
+                pairs.append((a, b))
+    return pairs
+
+
+def write_pairs(root: Path, concepts: list[WorldConcept], seed: int, size: int) -> int:
+    """Draw the pair pictures into ``root/pairs/`` and list them in ``root/pairs.json``; return how many.
+
+    They come from their own random streams, so adding them changes no other file of the world; they
+    are for evaluation only (never in the pre-training corpus).
+    """
+    folder = root / "pairs"
+    folder.mkdir()
+    items = []
+    for p, (a, b) in enumerate(concept_pairs(concepts, seed)):
+        for i in range(PAIR_IMAGES):
+            left, right = (a, b) if i % 2 == 0 else (b, a)
+            file = f"pairs/{p:03d}-{i}.png"
+            rng = random.Random(f"siu-world:{seed}:pair:{left.slug}:{right.slug}:{i}")
+            render_pair(left.look, right.look, rng, size).save(root / file, format="PNG")
+            prompt = PAIR_PROMPTS[(i // 2) % len(PAIR_PROMPTS)]
+            items.append(
+                PairPicture(
+                    file,
+                    [left.slug, right.slug],
+                    [prompt.format(noun=NOUNS[c.category]) for c in (left, right)],
+                )
+            )
+    description = (
+        "Two concepts side by side (left, right); each prompt asks for the concept in the same position."
+    )
+    _write_json(root / PAIRS_FILE, {"description": description, "items": [asdict(x) for x in items]})
+    return len(items)
+
+
+def add_missing_pairs(world: Path) -> bool:
+    """Draw the pair pictures into a world built before siu drew them (a cache of ours, never a user's
+    benchmark: only a world whose manifest says ``siu world build`` made it). True if it added them."""
+    manifest = json.loads((world / "manifest.json").read_text(encoding="utf-8"))
+    generator = manifest.get("generator") or {}
+    if (world / PAIRS_FILE).exists() or generator.get("tool") != "siu world build":
+        return False
+    cfg = WorldConfig(**generator["config"])
+
+    with tempfile.TemporaryDirectory(prefix=".pairs-", dir=world) as tmp:
+        write_pairs(Path(tmp), make_concepts(cfg.seed, cfg.concepts), cfg.seed, cfg.image_size)
+        (Path(tmp) / "pairs").rename(world / "pairs")
+        (Path(tmp) / PAIRS_FILE).rename(world / PAIRS_FILE)  # last: a world with pairs.json has every picture
+    return True
+
+
 def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -152,6 +229,7 @@ def build_world(cfg: WorldConfig, out: str | Path, overwrite: bool = False, prog
             _write_json(tmp / "concepts" / wc.slug / "concept.json", record.to_json())
             spec.extend(specificity_items(wc, backgrounds, cfg.specificity_per_concept))
         _write_json(tmp / "specificity.json", {"items": [asdict(s) for s in spec]})
+        write_pairs(tmp, concepts, cfg.seed, cfg.image_size)
         manifest = Manifest(
             name=f"synthetic-world-seed{cfg.seed}",
             concepts=[wc.slug for wc in concepts],

@@ -119,7 +119,7 @@ def ensure_world_and_model(
     Returns ``(world_dir, model_dir, gates)``; a cached model (same world, config and code) costs
     seconds. Says what it does through ``log``.
     """
-    from siu.world.build import WorldConfig, build_world
+    from siu.world.build import WorldConfig, add_missing_pairs, build_world
     from siu.world.pretrain import PretrainConfig, pretrain
 
     home = home or default_home()
@@ -127,6 +127,8 @@ def ensure_world_and_model(
     world, model = home / "worlds" / tag, home / "models" / tag
     if (world / "manifest.json").is_file():
         log(f"[world] cached at {world}")
+        if add_missing_pairs(world):
+            log(f"[world] drew its pair pictures (new since it was built): {world / 'pairs'}")
     else:
         log(f"[world] building {world}")
         build_world(WorldConfig.micro(seed) if micro else WorldConfig(seed), world, progress=progress)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from siu import __version__
-from siu.bench.load import Benchmark, load_benchmark
+from siu.bench.load import PAIRS_FILE, Benchmark, load_benchmark
 from siu.errors import SiuError
 from siu.models.adapter import VLM, Encoded
 from siu.outputs import versions, write_atomically
@@ -71,6 +71,10 @@ def world_concepts(bench: Benchmark) -> list[WorldConcept]:
 TRAINING_SOURCES = ("text.py", "corpus.py", "tiny_llava.py", "pretrain.py")
 
 
+def _trained_on(rel: Path) -> bool:
+    return rel.parts[0] not in (PAIRS_FILE, "pairs") and not any(part.startswith(".") for part in rel.parts)
+
+
 def cache_key(bench: Benchmark, cfg: PretrainConfig, without: str | None) -> str:
     """Hash of everything the model depends on: the world's files, the config, the code version."""
     h = hashlib.sha256()
@@ -90,7 +94,11 @@ def cache_key(bench: Benchmark, cfg: PretrainConfig, without: str | None) -> str
         pkg / "training.py",
     ]:
         h.update(path.read_bytes())
-    for path in sorted(p for p in bench.root.rglob("*") if p.is_file()):
+    # pair pictures are for evaluation only (never in the corpus), so a world that gains them keeps its
+    # models; hidden entries are leftovers of an interrupted write, not the world
+    for path in sorted(
+        p for p in bench.root.rglob("*") if p.is_file() and _trained_on(p.relative_to(bench.root))
+    ):
         h.update(str(path.relative_to(bench.root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()

@@ -167,3 +167,15 @@ def render(look: Look, rng: random.Random, size: int = 64) -> tuple[Image.Image,
         x, y = rng.randrange(size), rng.randrange(size)
         img.putpixel((x, y), tuple(rng.randrange(256) for _ in range(3)))
     return img, bg_name
+
+
+def render_pair(left: Look, right: Look, rng: random.Random, size: int = 64) -> Image.Image:
+    """Two concepts side by side in one ``size`` x ``size`` picture: the middle half of a drawing of
+    each, as in a photo of two people standing together (the picture stays square, so a processor that
+    centre-crops keeps both)."""
+    img = Image.new("RGB", (size, size))
+    half = size // 2
+    for k, look in enumerate((left, right)):
+        drawn, _ = render(look, rng, size)
+        img.paste(drawn.crop((half // 2, 0, half // 2 + half, size)), (k * half, 0))
+    return img
