@@ -21,10 +21,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from siu.bench.load import load_benchmark
 from siu.eval.forgetting import concept_scores, recognition_probes
+from siu.forget_sets import across_categories
 from siu.models.adapter import VLM
 from siu.tables import format_table
 from siu.unlearn.config import UnlearnConfig
@@ -33,19 +33,6 @@ from siu.world.cache import default_home, ensure_world_and_model
 from siu.world.gates import build_probes
 
 FORGET_MAX, OTHERS_MIN, FACTS_MIN = 0.05, 0.90, 0.90  # the joint goals of the many-concepts issue
-
-
-def across_categories(concepts: list[Any]) -> list[str]:
-    """Slugs in round-robin order over the categories (each category in the benchmark's order)."""
-    by: dict[str, list[str]] = {}
-    for c in concepts:
-        by.setdefault(c.category, []).append(c.slug)
-    out: list[str] = []
-    while any(by.values()):
-        for slugs in by.values():
-            if slugs:
-                out.append(slugs.pop(0))
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

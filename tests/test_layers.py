@@ -16,7 +16,7 @@ LAYERS = {
     "unlearn": 4,
     "eval": 5,
     "report": 6,
-    **dict.fromkeys(("matrix", "demo", "sequence"), 7),
+    **dict.fromkeys(("matrix", "demo", "sequence", "forget_sets"), 7),
     "cli": 8,
 }
 

@@ -38,6 +38,8 @@ examples (about 30 s per cell on 2 cores):
   siu bench run --bench mmubench/ --model llava-1.5-7b-hf/ --methods siu,npo --concepts "Donald Trump" \\
       --steps 6 --judge openai --judge-model gpt-4-turbo --gradient-checkpointing --out bench7b/
   siu bench run ... --out bench/ --resume    # after an interruption: only the missing cells
+  siu bench run --world ~/.cache/siu/worlds/default-seed0 --methods siu --forget-sets 1,2,4,8,all \
+      --sequential --steps 20 --out many/     # many concepts: joint sets and one sequence of 8
 """
 
 
@@ -98,6 +100,28 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep the finished cells of an interrupted run into --out (same settings) and run the rest",
     )
+    many = run.add_argument_group(
+        "many concepts",
+        "forget several concepts at once instead of one per cell: forget-sets.json, forget-sets.md and "
+        "forget-sets.html (plots against the number of concepts forgotten and against the request)",
+    )
+    many.add_argument(
+        "--forget-sets",
+        default=None,
+        metavar="SIZES",
+        help="sizes of joint forget sets, e.g. 1,2,4,8,all: the first K concepts (round-robin across "
+        "categories, or the order of --concepts) forgotten in one run and evaluated as a forget set; "
+        "--steps is then one step cap",
+    )
+    many.add_argument(
+        "--sequential",
+        action="store_true",
+        help="with --forget-sets: also forget the largest set one request after another, every "
+        "intermediate model kept and checked on held-out pictures",
+    )
+    many.add_argument(
+        "--check-images", type=int, default=8, help="held-out pictures per concept in each sequential check"
+    )
     from siu.eval.cli import add_eval_options
     from siu.unlearn.cli import add_training_options
 
@@ -143,6 +167,35 @@ def _cmd_bench_run(args: argparse.Namespace) -> int:
     options = {m: method_options_from_args(args, VARIANTS[m][0], others=names) for m in methods}
     runtime = runtime_from_args(args, training=True)
     quiet_transformers()
+    if args.sequential and args.forget_sets is None:
+        raise SiuError("--sequential belongs to --forget-sets (e.g. --forget-sets 8 --sequential)")
+    if args.forget_sets is not None:
+        from siu.forget_sets import run_forget_sets
+
+        if len(steps) != 1 or args.seeds != 1 or args.resume:
+            raise SiuError(
+                "--forget-sets takes one --steps value (each run's step cap), one seed, no --resume"
+            )
+        run_forget_sets(
+            args.model,
+            args.world or args.bench,
+            args.out,
+            methods,
+            args.forget_sets,
+            steps[0],
+            concepts=None
+            if args.concepts == "all"
+            else [c.strip() for c in args.concepts.split(",") if c.strip()],
+            sequential=args.sequential,
+            training=training_fields_from_args(args),
+            method_options={m: o for m, o in options.items() if o},
+            eval_options=eval_options_from_args(args),
+            runtime=runtime,
+            home=args.home,
+            overwrite=args.overwrite,
+            check_images=args.check_images,
+        )
+        return 0
     run_matrix(
         args.model,
         args.world or args.bench,
