@@ -127,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     for slug in slugs:
         bench.concept(slug)  # a clear error for a typo, before any work
 
+    if args.butterfly and not bench.pairs:
+        ap.error(f"{world} has no pair pictures (pairs.json); `siu demo` draws them into a cached world")
     probes = recognition_probes(bench, args.images)
     original = VLM.load(model)
     before, _ = concept_scores(original, probes)
-    if args.butterfly and not bench.pairs:
-        ap.error(f"{world} has no pair pictures (pairs.json); `siu demo` draws them into a cached world")
 
     def butterfly(vlm: VLM, slug: str) -> dict[str, Any]:
         pr = butterfly_probes(bench, bench.concept(slug))

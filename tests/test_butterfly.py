@@ -75,6 +75,9 @@ def test_pairs_added_to_an_older_world_are_the_ones_a_build_draws_and_keep_its_m
     shutil.rmtree(older / "pairs")
     (older / "pairs.json").unlink()
     key = cache_key(load_benchmark(older), PretrainConfig.micro(), None)
+    (older / "pairs").mkdir()  # a killed earlier attempt: pictures without their list, a temp folder
+    (older / "pairs" / "000-0.png").write_bytes(b"half")
+    (older / ".pairs-killed").mkdir()
     assert add_missing_pairs(older) and not add_missing_pairs(older)
     for path in [world / "pairs.json", *sorted((world / "pairs").iterdir())]:
         assert (older / path.relative_to(world)).read_bytes() == path.read_bytes()

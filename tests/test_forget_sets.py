@@ -50,8 +50,16 @@ def test_joint_sets_and_a_sequence_on_the_micro_world(micro_world: tuple[Path, P
     assert (out / "joint" / "siu-01" / "adapter").is_dir() and (
         out / "joint" / "siu-01" / "run.json"
     ).is_file()
-    # every concept of the micro world forgotten at once: specificity has no kept concept left to ask,
-    # only the generic questions
+    # a set of one has kept partners for the butterfly effect; with every concept forgotten none is left
+    first = order[0]
+    assert isinstance(alone["metrics"]["butterfly_pair"], float)
+    everything = json.loads((out / "joint" / f"siu-{len(order):02d}" / first / "metrics.json").read_text())
+    assert everything["metrics"]["butterfly_pair"] is None
+    assert "kept concept" in everything["details"]["missing"]["butterfly_pair"]
+    # the original's side depends on the set: alone, its specificity asks the other concepts; with every
+    # concept forgotten only the generic questions are left
+    assert "specificity_recognition_original" in alone["details"]
+    assert "specificity_recognition_original" not in everything["details"]
     (seq,) = result["sequential"]
     assert [r["concept"] for r in seq["requests"]] == [bench.concept(s).name for s in order]
     assert all("others_relative" in r for r in seq["requests"])

@@ -38,8 +38,8 @@ examples (about 30 s per cell on 2 cores):
   siu bench run --bench mmubench/ --model llava-1.5-7b-hf/ --methods siu,npo --concepts "Donald Trump" \\
       --steps 6 --judge openai --judge-model gpt-4-turbo --gradient-checkpointing --out bench7b/
   siu bench run ... --out bench/ --resume    # after an interruption: only the missing cells
-  siu bench run --world ~/.cache/siu/worlds/default-seed0 --methods siu --forget-sets 1,2,4,8,all \
-      --sequential --steps 20 --out many/     # many concepts: joint sets and one sequence of 8
+  siu bench run --world ~/.cache/siu/worlds/default-seed0 --methods siu --forget-sets 1,2,4,8 \\
+      --sequential --steps 20 --out many/     # many concepts: joint sets and a sequence of 8
 """
 
 
@@ -176,6 +176,8 @@ def _cmd_bench_run(args: argparse.Namespace) -> int:
             raise SiuError(
                 "--forget-sets takes one --steps value (each run's step cap), one seed, no --resume"
             )
+        if args.retain != "auto":
+            raise SiuError("--forget-sets draws no retain model (none that never saw a whole set is trained)")
         run_forget_sets(
             args.model,
             args.world or args.bench,

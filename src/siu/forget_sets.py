@@ -14,7 +14,9 @@ against the number of concepts forgotten (joint) and against the request (sequen
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -107,6 +109,9 @@ def run_forget_sets(
         raise SiuError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if steps < 1:
         raise SiuError("--steps must be a positive step cap")
+    if check_images < 0:
+        raise SiuError("--check-images must be 0 or more")
+    methods = list(dict.fromkeys(methods))
     training = dict(training or {})
     bad = set(PER_RUN_FIELDS) & set(training)
     if bad:
@@ -136,6 +141,11 @@ def run_forget_sets(
     if eval_options.get("judge") is None:
         eval_options["judge"] = "rubric" if synthetic else None
     claim_output(out)
+    if overwrite:  # what an earlier run left (its sequences refuse a non-empty folder; a stale page misleads)
+        for name in ("joint", "sequential", "figures"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (RESULTS_FILE, "forget-sets.md", "forget-sets.html"):
+            (out / name).unlink(missing_ok=True)
     if model is None:
         if not synthetic:
             raise SiuError("--model is needed unless the benchmark is a synthetic world (siu world build)")
@@ -155,11 +165,15 @@ def run_forget_sets(
         tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         os.replace(tmp, out / RESULTS_FILE)
 
-    sides: dict[str, Any] = {}  # the original's side of each concept, computed once for every run
+    # the original's side of each concept in a forget set (it depends on the set: specificity asks the
+    # concepts kept), computed by the set's first method and reused by the others, then let go
+    sides: dict[str, Any] = {}
     common = {"overwrite": True, "render": eval_report, "sides": sides, "runtime": runtime,
               "log": lambda *_: None, **eval_options}  # fmt: skip
-    runs = [(m, k) for m in methods for k in chosen]
+    runs = [(m, k) for k in chosen for m in methods]
     for n, (method, size) in enumerate(runs, start=1):
+        if method == methods[0]:
+            sides.clear()
         gone = order[:size]
         log(f"[{n}/{len(runs)}] {method}, {size} concept(s) jointly ({time.perf_counter() - start:.0f} s)")
         where = out / "joint" / f"{method}-{size:02d}"
@@ -202,20 +216,25 @@ def _joint_cell(
         summary = {"mean": summary["metrics"], "metrics": {slug: summary["metrics"]},
                    "original_values": {slug: summary["original_values"]}}  # fmt: skip
     original = summary["original_values"]
-    mean_original = {}
-    for key in summary["mean"]:
-        values = [v[key] for v in original.values() if isinstance(v.get(key), int | float)]
-        mean_original[key] = sum(values) / len(values) if values else None
+    mean_original = {key: _mean([v.get(key) for v in original.values()]) for key in summary["mean"]}
     return {
         "method": method,
         "size": size,
         "concepts": list(gone),
         "steps_taken": run["steps_taken"],
         "stop_reason": (run.get("stopping") or {}).get("reason"),
-        "mean": summary["mean"],
+        "mean": {key: _mean([value]) for key, value in summary["mean"].items()},
         "original_mean": mean_original,
-        "per_concept": {s: {k: m.get(k) for k in PER_CONCEPT_KEYS} for s, m in summary["metrics"].items()},
+        "per_concept": {
+            s: {k: _mean([m.get(k)]) for k in PER_CONCEPT_KEYS} for s, m in summary["metrics"].items()
+        },
     }
+
+
+def _mean(values: Sequence[Any]) -> float | None:
+    """The mean of the numbers among ``values`` (NaN and missing left out); None if there are none."""
+    numbers = [float(v) for v in values if isinstance(v, int | float) and not math.isnan(v)]
+    return sum(numbers) / len(numbers) if numbers else None
 
 
 def _fmt(value: Any) -> str:

@@ -1,7 +1,8 @@
 """The MMUBench on-disk format as typed records.
 
 A benchmark directory holds ``manifest.json``, an optional ``specificity.json``, an optional
-``pairs.json`` (pictures of two concepts) and one folder per concept with ``concept.json`` and its images. ``docs/FORMAT.md`` documents every field; the
+``pairs.json`` (pictures of two concepts) and one folder
+per concept with ``concept.json`` and its images. ``docs/FORMAT.md`` documents every field; the
 validator in :mod:`siu.bench.validate` explains every deviation. These dataclasses are the one
 in-memory form that the world builder writes and every other layer reads.
 """

@@ -40,11 +40,12 @@ def butterfly_probes(bench: Benchmark, concept: Concept, forgotten: Sequence[str
     """The pair pictures of ``concept`` with a partner that is kept (not in ``forgotten``)."""
     out = ButterflyProbes()
     used: dict[str, int] = {}  # partner -> how many of its own pictures the "alone" side took
+    by_slug = {c.slug: c for c in bench.concepts}
     for item in bench.pairs:
         if concept.slug not in item.concepts:
             continue
         here = item.concepts.index(concept.slug)
-        partner = bench.concept(item.concepts[1 - here])
+        partner = by_slug[item.concepts[1 - here]]
         if partner.slug in forgotten:
             continue
         tests = partner.test_images

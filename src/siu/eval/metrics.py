@@ -117,7 +117,8 @@ class EvalConfig:
     # cut at the limit is reported as answers_at_limit
     max_new_tokens: int = 48
     # the other concepts forgotten with C (a forget set, ``siu eval --concept A,B,C``): specificity is
-    # about the concepts kept, and the MIA's non-member answers name a kept concept
+    # about the concepts kept, the MIA's non-member answers name a kept concept, and the butterfly
+    # effect asks for kept partners only
     forgotten: tuple[str, ...] = ()
 
 

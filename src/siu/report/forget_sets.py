@@ -10,15 +10,17 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from siu.eval.forgetting import FORGET_MAX
 from siu.report import labels
 from siu.report.figures import ORIGINAL, PANEL_H, PANEL_W, save, styles
 from siu.report.html import STYLE
 
 JOINT_KEYS = ("generality_em", "specificity", "fact_retention")
+OTHERS_MIN = 0.90  # the sequential goal of the many-concepts issue (siu.sequence's, one layer up)
 SEQUENCE_KEYS = (
-    ("forget", "this request's concept recognised", 0.05),
-    ("earlier_max", "an earlier concept recognised (max)", 0.05),
-    ("others_relative", "other concepts kept (x original)", 0.90),
+    ("forget", "this request's concept recognised", FORGET_MAX),
+    ("earlier_max", "an earlier concept recognised (max)", FORGET_MAX),
+    ("others_relative", "other concepts kept (x original)", OTHERS_MIN),
 )
 GOAL: dict[str, Any] = {"color": "tab:green", "linestyle": "--", "linewidth": 0.9}
 
@@ -81,7 +83,8 @@ def write_forget_sets_report(out: Path, result: dict[str, Any], table: str) -> P
             "<h2>Joint: the first K concepts in one run</h2>",
             "<p>Means over the forget set of each metric of <code>siu eval</code> (specificity on the "
             "concepts kept); the dotted line is the original model's own value. Per concept: "
-            "<code>joint/&lt;method&gt;-&lt;K&gt;/&lt;concept&gt;/report.html</code>. No retain model is "
+            "<code>joint/&lt;method&gt;-&lt;KK&gt;/&lt;concept&gt;/report.html</code> (a set of one: "
+            "<code>joint/&lt;method&gt;-01/report.html</code>). No retain model is "
             "drawn: one that never saw a whole forget set is not trained here.</p>",
             "<img src='figures/forget_sets_joint.png' alt='forgetting and what is kept against the number "
             "of concepts forgotten jointly'>",

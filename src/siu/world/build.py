@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -191,7 +192,10 @@ def add_missing_pairs(world: Path) -> bool:
     if (world / PAIRS_FILE).exists() or generator.get("tool") != "siu world build":
         return False
     cfg = WorldConfig(**generator["config"])
-
+    # what a killed earlier attempt left: pictures without their list, or a half-drawn temp folder
+    shutil.rmtree(world / "pairs", ignore_errors=True)
+    for stale in world.glob(".pairs-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=".pairs-", dir=world) as tmp:
         write_pairs(Path(tmp), make_concepts(cfg.seed, cfg.concepts), cfg.seed, cfg.image_size)
         (Path(tmp) / "pairs").rename(world / "pairs")
