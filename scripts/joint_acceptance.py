@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from siu.bench.load import load_benchmark
 from siu.eval.forgetting import concept_scores, recognition_probes
@@ -35,6 +36,28 @@ from siu.world.gates import build_probes
 FORGET_MAX, OTHERS_MIN, FACTS_MIN = 0.05, 0.90, 0.90  # the joint goals of the many-concepts issue
 
 
+def trace_table(trace: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
+    """Per step: held-out recognition of the forgotten concepts (how many are gone, the highest), the
+    others relative to the original, and what the stopping rule's check saw at that step."""
+    by_step = {c["step"]: c for c in checks}
+    rows = []
+    for t in trace:
+        forget = t["forget"].values()
+        check = by_step.get(t["step"], {})
+        rows.append([t["step"], f"{sum(v <= FORGET_MAX for v in forget)}/{len(forget)}", f"{max(forget):.3f}",
+                     f"{t['others']:.3f}", "yes" if check.get("forgotten") else "no" if check else "-",
+                     check.get("stop") or ""])  # fmt: skip
+    head = [
+        "step",
+        "forgotten (held-out)",
+        "highest",
+        "others",
+        "rule: forgotten on check views",
+        "rule stops",
+    ]
+    return format_table(head, rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1,2,4,8,all", help="forget-set sizes (comma list; 'all')")
@@ -46,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--world", type=Path, default=None, help="with --model: its world directory")
     ap.add_argument("--images", type=int, default=8, help="held-out recognition questions per concept")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--trace",
+        action="store_true",
+        help="after every step, the held-out figures beside the stopping rule's check (why a run goes on)",
+    )
     args = ap.parse_args(argv)
     if args.model is not None:
         world = args.world or default_home() / "worlds" / f"default-seed{args.world_seed}"
@@ -72,8 +100,19 @@ def main(argv: list[str] | None = None) -> int:
             gone = order[:k]
             out = Path(tmp) / f"joint-{k}"
             cfg = UnlearnConfig(method=args.method, steps=args.steps, stop=args.stop)
+            trace: list[dict[str, Any]] = []
+
+            def observe(step: int, vlm: VLM, gone: list[str] = gone, trace: list = trace) -> None:
+                now, _ = concept_scores(vlm, probes)
+                kept = [s for s in before if s not in gone]
+                trace.append({"step": step, "forget": {s: now[s]["recognition"] for s in gone},
+                              "others": sum(now[s]["recognition"] for s in kept)
+                              / sum(before[s]["recognition"] for s in kept) if kept else float("nan")})  # fmt: skip
+
             run = unlearn(model, gone if k > 1 else gone[0], None, world, cfg, out, progress=False,
-                          log=lambda *_: None)  # fmt: skip
+                          log=lambda *_: None, observe=observe if args.trace else None)  # fmt: skip
+            if args.trace:
+                print(trace_table(trace, (run["stopping"] or {}).get("checks", [])), file=sys.stderr)
             unlearned = VLM.load(out)
             after, _ = concept_scores(unlearned, probes)
             vqa_relative = vqa_share(unlearned) / vqa_before
@@ -91,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                          "stop_reason": run["stopping"]["reason"] if run["stopping"] else None,
                          "batch_size": run["config"]["batch_size"], "forget": forget, "facts": facts,
                          "others_relative": others, "vqa_relative": vqa_relative,
-                         "passed": passed})  # fmt: skip
+                         "passed": passed, "trace": trace})  # fmt: skip
             rows.append([k, run["steps_taken"], run["config"]["batch_size"],
                          f"{sum(forget.values()) / k:.3f}", f"{max(forget.values()):.3f}",
                          f"{min(facts.values()):.3f}", f"{others:.3f}" if kept else "-", f"{vqa_relative:.3f}",
