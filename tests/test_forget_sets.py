@@ -82,3 +82,23 @@ def test_forget_set_options_are_checked(micro_world: tuple[Path, Path], tmp_path
     assert main([*base, "--forget-sets", "9", "--out", str(tmp_path / "c")]) == 2
     assert "offers 1 to 4" in capsys.readouterr().err
     assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_a_set_of_one_has_the_cached_retain_model_as_reference(
+    micro_world: tuple[Path, Path], micro_retain: tuple[Path, Path], tmp_path: Path
+) -> None:
+    world, model = micro_world
+    home, retain = micro_retain
+    out = tmp_path / "one"
+    code = main(["bench", "run", "--world", str(world), "--model", str(model), "--methods", "siu",
+                 "--forget-sets", "1", "--concepts", "tesquo-velrix", "--steps", "2", "--test-images", "4",
+                 "--max-new-tokens", "16", "--home", str(home), "--out", str(out)])  # fmt: skip
+    assert code == 0
+    result = json.loads((out / "forget-sets.json").read_text())
+    reference = result["retain"]
+    assert reference["path"] == str(retain) and reference["concepts"] == ["tesquo-velrix"]
+    own = json.loads((out / "joint" / "retain-01" / "metrics.json").read_text())
+    assert reference["mean"]["generality_em"] == own["metrics"]["generality_em"]
+    # it never saw the concept: it names it far less often than the original does
+    assert reference["mean"]["generality_em"] > reference["original_mean"]["generality_em"] + 50
+    assert "gold retain model of tesquo-velrix" in (out / "forget-sets.md").read_text()

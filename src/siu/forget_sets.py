@@ -101,7 +101,7 @@ def run_forget_sets(
     from siu.unlearn.config import PER_RUN_FIELDS, UnlearnConfig
     from siu.unlearn.inputs import check_out
     from siu.unlearn.run import RUN_FILE, unlearn
-    from siu.world.cache import default_home, world_model
+    from siu.world.cache import cached_retain_model, default_home, world_model
 
     known = variants()
     unknown = [m for m in methods if m not in known]
@@ -187,6 +187,20 @@ def run_forget_sets(
                 os.replace(unlearned, where / "adapter")
         result["joint"].append(_joint_cell(method, size, gone, run, summary))
         save()
+    # the reference a set of one has: the first concept's gold retain model, if one is cached (none is
+    # trained here; for a larger set none exists, it would have to miss every concept of the set)
+    retain = (
+        cached_retain_model(bench_path, Path(model), order[0], home or default_home()) if synthetic else None
+    )
+    if 1 in chosen and retain is not None:
+        log(f"the gold retain model of {order[0]} as the reference of a set of one ({retain})")
+        summary = evaluate(retain, model, bench_path, order[:1], out / "joint" / "retain-01",
+                           other_tokenizer=True, **common)  # fmt: skip
+        result["retain"] = {
+            **_joint_cell("retain", 1, order[:1], {"steps_taken": 0}, summary),
+            "path": str(retain),
+        }
+        save()
     if sequential:
         gone = order[: max(chosen)]
         for method in methods:
@@ -263,6 +277,10 @@ def forget_sets_table(result: dict[str, Any]) -> str:
                 rows,
             )  # fmt: skip
         )
+    if result.get("retain"):
+        r = result["retain"]
+        parts[-1] += (f"\nReference for K=1: the gold retain model of {r['concepts'][0]}: generality EM "
+                      f"{_fmt(r['mean']['generality_em'])}, specificity {_fmt(r['mean']['specificity'])}")  # fmt: skip
     for seq in result["sequential"]:
         rows = [[r["request"], r["concept"], r["steps_taken"], _fmt(r.get("forget")), _fmt(r.get("earlier_max")),
                  _fmt(r.get("others_relative")), _fmt(r.get("facts_min"))] for r in seq["requests"]]  # fmt: skip

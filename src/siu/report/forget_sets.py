@@ -25,7 +25,7 @@ SEQUENCE_KEYS = (
 GOAL: dict[str, Any] = {"color": "tab:green", "linestyle": "--", "linewidth": 0.9}
 
 
-def joint_figure(cells: Sequence[dict[str, Any]]) -> Figure:
+def joint_figure(cells: Sequence[dict[str, Any]], retain: dict[str, Any] | None = None) -> Figure:
     methods = list(dict.fromkeys(c["method"] for c in cells))
     style = styles(methods)
     fig = Figure(figsize=(PANEL_W * len(JOINT_KEYS), PANEL_H + 0.5), layout="constrained")
@@ -38,7 +38,13 @@ def joint_figure(cells: Sequence[dict[str, Any]]) -> Figure:
         sizes = sorted({c["size"] for c in cells})
         original = {c["size"]: c["original_mean"].get(key) for c in cells}
         if all(isinstance(original[s], int | float) for s in sizes):
-            ax.plot(sizes, [original[s] for s in sizes], label="original", **ORIGINAL)
+            # with a marker: one size alone is a point, not a line
+            ax.plot(
+                sizes, [original[s] for s in sizes], label="original", marker="_", markersize=10, **ORIGINAL
+            )
+        if retain is not None and isinstance(retain["mean"].get(key), int | float):
+            ax.plot([1], [retain["mean"][key]], linestyle="none", marker="x", color="black", markersize=8,
+                    label="gold retain model (K=1)")  # fmt: skip
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.set_xlabel("concepts forgotten jointly")
@@ -60,9 +66,11 @@ def sequence_figure(sequences: Sequence[dict[str, Any]]) -> Figure:
         ax.axhline(goal, label="goal", **GOAL)
         if key == "others_relative":
             ax.axhline(1.0, label="original", **ORIGINAL)
+        requests = sorted({r["request"] for seq in sequences for r in seq["requests"]})
+        ax.set_xticks(requests, [str(k) for k in requests])
         ax.set_xlabel("request")
         ax.set_title(title, fontsize=8.5)
-    axes[0].legend(loc="best")
+        ax.legend(loc="best", fontsize=7)  # each panel its own: the goal and the original differ
     return fig
 
 
@@ -78,14 +86,15 @@ def write_forget_sets_report(out: Path, result: dict[str, Any], table: str) -> P
         "</p>",
     ]
     if result["joint"]:
-        save(joint_figure(result["joint"]), out / "figures", "forget_sets_joint")
+        save(joint_figure(result["joint"], result.get("retain")), out / "figures", "forget_sets_joint")
         parts += [
             "<h2>Joint: the first K concepts in one run</h2>",
             "<p>Means over the forget set of each metric of <code>siu eval</code> (specificity on the "
             "concepts kept); the dotted line is the original model's own value. Per concept: "
             "<code>joint/&lt;method&gt;-&lt;KK&gt;/&lt;concept&gt;/report.html</code> (a set of one: "
-            "<code>joint/&lt;method&gt;-01/report.html</code>). No retain model is "
-            "drawn: one that never saw a whole forget set is not trained here.</p>",
+            "<code>joint/&lt;method&gt;-01/report.html</code>). The cross at K=1 is the first concept's gold "
+            "retain model, when one is cached (<code>joint/retain-01/</code>); for a larger set none exists "
+            "(it would have to miss every concept of the set).</p>",
             "<img src='figures/forget_sets_joint.png' alt='forgetting and what is kept against the number "
             "of concepts forgotten jointly'>",
         ]
