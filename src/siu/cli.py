@@ -150,7 +150,7 @@ def _cmd_bench_run(args: argparse.Namespace) -> int:
     from siu.matrix import VARIANTS, run_matrix
     from siu.outputs import quiet_transformers
     from siu.runtime import runtime_from_args
-    from siu.unlearn.cli import method_options_from_args, training_fields_from_args
+    from siu.unlearn.cli import comma_list, method_options_from_args, training_fields_from_args
 
     try:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]
@@ -169,6 +169,16 @@ def _cmd_bench_run(args: argparse.Namespace) -> int:
     quiet_transformers()
     if args.sequential and args.forget_sets is None:
         raise SiuError("--sequential belongs to --forget-sets (e.g. --forget-sets 8 --sequential)")
+    # what a forget-set run and the matrix take alike
+    shared = {
+        "home": args.home,
+        "overwrite": args.overwrite,
+        "training": training_fields_from_args(args),
+        "method_options": {m: o for m, o in options.items() if o},
+        "eval_options": eval_options_from_args(args),
+        "runtime": runtime,
+    }
+    concepts = None if args.concepts == "all" else comma_list(args.concepts)
     if args.forget_sets is not None:
         from siu.forget_sets import run_forget_sets
 
@@ -185,17 +195,10 @@ def _cmd_bench_run(args: argparse.Namespace) -> int:
             methods,
             args.forget_sets,
             steps[0],
-            concepts=None
-            if args.concepts == "all"
-            else [c.strip() for c in args.concepts.split(",") if c.strip()],
+            concepts=concepts,
             sequential=args.sequential,
-            training=training_fields_from_args(args),
-            method_options={m: o for m, o in options.items() if o},
-            eval_options=eval_options_from_args(args),
-            runtime=runtime,
-            home=args.home,
-            overwrite=args.overwrite,
             check_images=args.check_images,
+            **shared,
         )
         return 0
     run_matrix(
@@ -203,17 +206,12 @@ def _cmd_bench_run(args: argparse.Namespace) -> int:
         args.world or args.bench,
         args.out,
         methods,
-        None if args.concepts == "all" else [c.strip() for c in args.concepts.split(",") if c.strip()],
+        concepts,
         steps,
         args.seeds,
         retain=args.retain,
-        home=args.home,
-        overwrite=args.overwrite,
-        training=training_fields_from_args(args),
-        method_options={m: o for m, o in options.items() if o},
-        eval_options=eval_options_from_args(args),
-        runtime=runtime,
         resume=args.resume,
+        **shared,
     )
     return 0
 

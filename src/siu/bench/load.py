@@ -47,6 +47,7 @@ MAX_SPECIAL_TOKENS = 10  # MMUBench uses 4-5; many more dilutes C-Dis
 PROMPT_TYPES = ("name", "yesno")
 
 T = TypeVar("T")
+ImageItem = TypeVar("ImageItem", SpecificityItem, PairPicture)  # a root-level file's entry with an image
 
 
 @dataclass(frozen=True)
@@ -724,17 +725,7 @@ def _read_specificity(
     if data is _INVALID:
         return []
     parsed, prefix = _item_list(doc, data, lambda o, w: _parse_specificity(doc, o, w))
-    items = []
-    for i, item in parsed:
-        field = f"{prefix}[{i}].image"
-        try:
-            image = resolve_inside(root, item.image)
-        except BenchFileError as err:
-            doc.error(field, err.reason)
-            continue
-        refs.append(ImageRef(rel, field, image))
-        items.append(item)
-    return items
+    return _with_root_images(doc, root, parsed, prefix, refs)
 
 
 def _parse_specificity(doc: _Doc, obj: dict[str, Any], where: str) -> SpecificityItem:
@@ -778,8 +769,17 @@ def _read_pairs(
     data = doc.read(path)
     if data is _INVALID:
         return []
-    parsed, prefix = _item_list(doc, data, lambda o, w: _parse_pair(doc, o, w, set(slugs)))
-    pairs = []
+    listed = set(slugs)
+    parsed, prefix = _item_list(doc, data, lambda o, w: _parse_pair(doc, o, w, listed))
+    return _with_root_images(doc, root, parsed, prefix, refs)
+
+
+def _with_root_images(
+    doc: _Doc, root: Path, parsed: list[tuple[int, ImageItem]], prefix: str, refs: list[ImageRef]
+) -> list[ImageItem]:
+    """The entries whose ``image`` (relative to the benchmark root) stays inside it; each such image
+    is added to ``refs`` for the validator, each other one is an error."""
+    items = []
     for i, item in parsed:
         field = f"{prefix}[{i}].image"
         try:
@@ -787,9 +787,9 @@ def _read_pairs(
         except BenchFileError as err:
             doc.error(field, err.reason)
             continue
-        refs.append(ImageRef(PAIRS_FILE, field, image))
-        pairs.append(item)
-    return pairs
+        refs.append(ImageRef(doc.file, field, image))
+        items.append(item)
+    return items
 
 
 def _parse_pair(doc: _Doc, obj: dict[str, Any], where: str, slugs: set[str]) -> PairPicture | None:
