@@ -24,6 +24,7 @@ from siu.eval.forgetting import concept_scores, forgetting_summary, recognition_
 from siu.models.adapter import VLM
 from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.run import unlearn
+from siu.unlearn.stopping import CHECK_KINDS, StopRule, own_figures, own_questions
 from siu.world.cache import default_home, ensure_world_and_model
 
 
@@ -41,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--schedule", default=None, help="cosine | constant (default: the profile's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--images", type=int, default=8)
+    ap.add_argument(
+        "--kinds",
+        default=",".join(CHECK_KINDS),
+        help="check-view kinds to record beside the rule's own, per question (default: all)",
+    )
+    ap.add_argument("--check-views", type=int, default=12, help="views per kind recorded")
     ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.model is None:
@@ -51,20 +58,49 @@ def main(argv: list[str] | None = None) -> int:
     bench = load_benchmark(world)
     slugs = [c.slug for c in bench.concepts] if args.concepts == "all" else args.concepts.split(",")
     probes = recognition_probes(bench, args.images)
-    before, _ = concept_scores(VLM.load(model), probes)
+    original = VLM.load(model)
+    before, _ = concept_scores(original, probes)
+    kinds = [k for k in args.kinds.split(",") if k]
     results: list[dict[str, Any]] = []
     start = time.perf_counter()
     for k, slug in enumerate(slugs):
         mine = [p for p in probes if p.concept == slug or p.kind == "recognition"]
         truth: list[dict[str, Any]] = []
+        concept = next(c for c in bench.concepts if c.slug == slug)
+        image = bench.load_image(concept, concept.forget_image)
+        variants = {
+            kind: own_questions(
+                StopRule(check_views=args.check_views, check_kind=kind),
+                [concept],
+                [image],
+                bench,
+                args.seed,
+                original,
+            )
+            for kind in kinds
+        }
 
-        def observe(step: int, vlm: VLM, slug: str = slug, mine: list = mine, truth: list = truth) -> None:
-            after, _ = concept_scores(vlm, mine)
+        def observe(
+            step: int,
+            vlm: VLM,
+            slug: str = slug,
+            mine: list = mine,
+            truth: list = truth,
+            variants: dict = variants,
+        ) -> None:
+            after, records = concept_scores(vlm, mine)
             s = forgetting_summary(before, after, slug)
+            held_out = [r["correct"] for r in records if r["concept"] == slug and r["kind"] == "recognition"]
             truth.append(
                 {
                     "step": step,
                     **{key: s[key] for key in ("forget_recognition", "others_relative", "facts", "passed")},
+                    "held_out_named": held_out,
+                    "kinds": {
+                        kind: {"views": named.views, **own_figures(named, vlm, each=True)}
+                        for kind, named in variants.items()
+                        if named.questions
+                    },
                 }
             )
 

@@ -103,13 +103,25 @@ def main(argv: list[str] | None = None) -> int:
         help="a method option for every method run (e.g. --set npo_beta=0.2 --set retain_weight=2); "
         "the value is read as YAML (numbers, true/false)",
     )
+    ap.add_argument(
+        "--stop-rule",
+        action="append",
+        default=[],
+        metavar="SETTING=VALUE",
+        help="a setting of the stopping rule for every run (as siu unlearn --stop-rule; e.g. patience=2)",
+    )
     args = ap.parse_args(argv)
-    extra: dict[str, Any] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            ap.error(f"--set wants OPTION=VALUE, got {item!r}")
-        extra[key.strip()] = yaml.safe_load(value)
+
+    def settings(items: list[str], flag: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                ap.error(f"{flag} wants KEY=VALUE, got {item!r}")
+            out[key.strip()] = yaml.safe_load(value)
+        return out
+
+    extra, stop_rule = settings(args.set, "--set"), settings(args.stop_rule, "--stop-rule")
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in VARIANTS]
@@ -159,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                     lr=args.lr,
                     seed=args.seed,
                     stop=args.stop,
+                    stop_rule=stop_rule,
                 )
                 run = unlearn(model, slug, None, world, cfg, out, progress=False, log=lambda *_: None)
                 unlearned = VLM.load(out)

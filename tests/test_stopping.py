@@ -15,8 +15,8 @@ from siu.eval.forgetting import concept_scores, recognition_probes
 from siu.models.adapter import VLM
 from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.run import unlearn
-from siu.unlearn.stopping import CHECK_VIEW_OFFSET, StopRule, StopState, _check_views
-from siu.unlearn.views import view
+from siu.unlearn.stopping import CHECK_KINDS, CHECK_VIEW_OFFSET, StopRule, StopState, _check_views
+from siu.unlearn.views import SPECKLE_SHARE, colour_cast_view, speckled_view, view
 
 
 def _figures(named: float, logp: float = -9.0, drift: float = 0.0, others: float = 1.0) -> dict[str, float]:
@@ -90,19 +90,32 @@ def test_bad_settings_are_refused(settings: dict, message: str) -> None:
         UnlearnConfig(stop="sometimes").check()
 
 
-def test_check_views_are_never_training_views(micro_world: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("kind", CHECK_KINDS)
+def test_check_views_are_never_training_views(micro_world: tuple[Path, Path], kind: str) -> None:
     bench = load_benchmark(micro_world[0])
     concept = bench.concept(CONCEPT)
     image = bench.load_image(concept, concept.forget_image)
-    checks = _check_views(image, 6, seed=0)
+    checks = _check_views(image, 6, seed=0, kind=kind)
     training = [view(image, k, 0, background=True) for k in range(9)]  # the tiny profile's nine
     assert CHECK_VIEW_OFFSET > 9 and len(checks) == 6
     assert all(c.size == image.size and c.mode == "RGB" for c in checks)
     as_bytes = {c.tobytes() for c in checks}
     assert len(as_bytes) == 6 and not as_bytes & {t.tobytes() for t in training}
-    assert [c.tobytes() for c in _check_views(image, 6, seed=0)] == [c.tobytes() for c in checks]
+    assert [c.tobytes() for c in _check_views(image, 6, seed=0, kind=kind)] == [c.tobytes() for c in checks]
     # a colour cast: the channels move apart, unlike the training views' brightness and saturation
-    assert _check_views(image, 6, seed=1)[0].tobytes() != checks[0].tobytes()
+    assert _check_views(image, 6, seed=1, kind=kind)[0].tobytes() != checks[0].tobytes()
+
+
+def test_speckled_views_add_fresh_pixel_noise(micro_world: tuple[Path, Path]) -> None:
+    bench = load_benchmark(micro_world[0])
+    concept = bench.concept(CONCEPT)
+    image = bench.load_image(concept, concept.forget_image)
+    k = CHECK_VIEW_OFFSET
+    plain, speckled = colour_cast_view(image, k, 0).load(), speckled_view(image, k, 0).load()
+    w, h = image.size
+    changed = sum(plain[x, y] != speckled[x, y] for x in range(w) for y in range(h))  # type: ignore[index]
+    # single pixels at the share asked for (a few land twice or on a pixel of their own colour)
+    assert 0.8 * SPECKLE_SHARE * w * h <= changed <= SPECKLE_SHARE * w * h
 
 
 def test_auto_stops_by_the_rule_and_what_it_stopped_on_holds_on_held_out_pictures(

@@ -27,7 +27,7 @@ Never more than the step cap (the config's ``steps``). Every check and the decis
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,9 +49,15 @@ from siu.unlearn.data import (
     retain_set,
     unseen_prompts,
 )
-from siu.unlearn.views import colour_cast_view
+from siu.unlearn.views import colour_cast_view, far_view, speckled_view
 
-STOPS = ("auto", "watch", "never")  # watch: check and record every step, never stop early
+STOPS = ("auto", "watch", "never")
+# How check views are drawn from the forget image (see siu.unlearn.views).
+CHECK_KINDS: dict[str, Callable[[Image.Image, int, int], Image.Image]] = {
+    "colour": colour_cast_view,
+    "speckle": speckled_view,
+    "far": far_view,
+}  # watch: check and record every step, never stop early
 CHECK_VIEW_OFFSET = 100  # check view k is view CHECK_VIEW_OFFSET + k: training uses views below it
 # The rule's own naming questions: phrasings no training sample uses (the training's own questions
 # get the made-up name by rote, for any picture), and never a benchmark evaluation prompt.
@@ -73,6 +79,7 @@ class StopRule:
 
     mode: str = "never"
     check_views: int = 6  # views of the forget image the naming questions are asked on
+    check_kind: str = "colour"  # how the check views are drawn (CHECK_KINDS)
     prompts: int = 4  # naming questions per view
     named_max: float = 0.0  # share of check answers that may still name the concept
     name_logprob_max: float = -2.0  # the name's first token: mean log-prob on the check views below this
@@ -85,6 +92,10 @@ class StopRule:
     def check(self) -> None:
         if self.mode not in STOPS:
             raise SiuError(f"stop must be one of {', '.join(STOPS)}; got {self.mode!r}")
+        if self.check_kind not in CHECK_KINDS:
+            raise SiuError(
+                f"stop check_kind must be one of {', '.join(CHECK_KINDS)}; got {self.check_kind!r}"
+            )
         for name in ("check_views", "prompts", "min_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -108,11 +119,13 @@ class Named:
     questions: list[Sample] = field(default_factory=list)
     answered: list[Sample] = field(default_factory=list)
     names: list[list[str]] = field(default_factory=list)
+    views: list[int] = field(default_factory=list)  # which check view each question is asked on
 
-    def add(self, question: Sample, answer: str, names: list[str]) -> None:
+    def add(self, question: Sample, answer: str, names: list[str], view: int = 0) -> None:
         span = first_mention(answer, names)
         if span is None:  # the original does not name it here: nothing to watch
             return
+        self.views.append(view)
         self.questions.append(question)
         self.answered.append(Sample(question.prompt, answer, question.image, answer[span[0] : span[1]]))
         self.names.append(names)
@@ -132,8 +145,8 @@ class StopData:
     original: dict[str, float] = field(default_factory=dict)
 
 
-def _check_views(image: Image.Image, n: int, seed: int) -> list[Image.Image]:
-    return [colour_cast_view(image, CHECK_VIEW_OFFSET + k, seed) for k in range(n)]
+def _check_views(image: Image.Image, n: int, seed: int, kind: str = "colour") -> list[Image.Image]:
+    return [CHECK_KINDS[kind](image, CHECK_VIEW_OFFSET + k, seed) for k in range(n)]
 
 
 def _mean_logprobs(vlm: VLM, samples: Sequence[Sample]) -> list[float]:
@@ -158,6 +171,33 @@ def _naming_prompts(concept: Concept, bench: Benchmark | None, n: int, trained: 
     return mine[:n]
 
 
+def own_questions(
+    rule: StopRule,
+    concepts: Sequence[Concept],
+    images: Sequence[Image.Image],
+    bench: Benchmark | None,
+    seed: int,
+    original: VLM,
+    trained: set[str] = frozenset(),  # type: ignore[assignment]
+) -> Named:
+    """The rule's naming questions on each forgotten concept's check views, kept where the original
+    names it."""
+    own = Named()
+    for concept, image in zip(concepts, images, strict=True):
+        prompts = _naming_prompts(concept, bench, rule.prompts, trained)
+        if not prompts:
+            raise SiuError(
+                f"every naming question of {concept.name!r} equals a benchmark evaluation prompt: the stop "
+                "rule has none"
+            )
+        views = _check_views(image, rule.check_views, seed, rule.check_kind)
+        naming = [(k, Sample(p, image=v)) for k, v in enumerate(views) for p in prompts]
+        answers = original.generate([q for _, q in naming], max_new_tokens=24)
+        for (k, question), answer in zip(naming, answers, strict=True):
+            own.add(question, answer, list(concept.names), k)
+    return own
+
+
 def build_stop_data(
     rule: StopRule,
     concepts: Sequence[Concept],
@@ -171,18 +211,7 @@ def build_stop_data(
     model (run before any training). ``trained``: the prompts of the training samples, which the
     check questions avoid. Several concepts: each is asked on its own check views, and looks
     forgotten only when all do; the other concepts are those not forgotten."""
-    own = Named()
-    for concept, image in zip(concepts, images, strict=True):
-        prompts = _naming_prompts(concept, bench, rule.prompts, trained)
-        if not prompts:
-            raise SiuError(
-                f"every naming question of {concept.name!r} equals a benchmark evaluation prompt: the stop "
-                "rule has none"
-            )
-        views = _check_views(image, rule.check_views, data_cfg.seed)
-        naming = [Sample(p, image=v) for v in views for p in prompts]
-        for question, answer in zip(naming, original.generate(naming, max_new_tokens=24), strict=True):
-            own.add(question, answer, list(concept.names))
+    own = own_questions(rule, concepts, images, bench, data_cfg.seed, original, trained)
     # the concepts' own facts and other concepts' facts (targets 3-4), as the training builds them
     text = []
     for concept in concepts:
@@ -215,15 +244,26 @@ def build_stop_data(
 
 
 @torch.no_grad()
-def measure(data: StopData, vlm: VLM) -> dict[str, float]:
+def own_figures(own: Named, vlm: VLM, each: bool = False) -> dict[str, Any]:
+    """``named`` and ``name_logprob`` (mean; ``name_logprob_worst``: the highest) on the check
+    questions; ``each``: also per question."""
+    answers = vlm.generate(own.questions, max_new_tokens=24)
+    hits = [mentions(a, names) for a, names in zip(answers, own.names, strict=True)]
+    values = _first_name_logprobs(vlm, own.answered)
+    figures: dict[str, Any] = {
+        "named": sum(hits) / len(hits),
+        "name_logprob": sum(values) / len(values),
+        "name_logprob_worst": max(values),
+    }
+    if each:
+        figures |= {"named_each": hits, "name_logprob_each": values}
+    return figures
+
+
+@torch.no_grad()
+def measure(data: StopData, vlm: VLM) -> dict[str, Any]:
     """The rule's figures for the model as it is now."""
-    figures: dict[str, float] = {}
-    if data.own.questions:  # only where the original named it: elsewhere there is nothing to forget
-        answers = vlm.generate(data.own.questions, max_new_tokens=24)
-        hits = [mentions(a, names) for a, names in zip(answers, data.own.names, strict=True)]
-        figures["named"] = sum(hits) / len(hits)
-        values = _first_name_logprobs(vlm, data.own.answered)
-        figures["name_logprob"] = sum(values) / len(values)
+    figures: dict[str, Any] = own_figures(data.own, vlm) if data.own.questions else {}
     if data.retain:
         now = _mean_logprobs(vlm, data.retain)
         figures["drift"] = sum(o - n for o, n in zip(data.retain_logprob, now, strict=True)) / len(now)

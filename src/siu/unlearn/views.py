@@ -55,20 +55,39 @@ def _repainted(img: Image.Image, k: int, colour: tuple[int, int, int] | None = N
     return img
 
 
+def _placed(image: Image.Image, scale: float, shift: float, rng: random.Random) -> Image.Image:
+    """``image`` rescaled by ``scale`` and shifted by up to ``shift`` of its size (drawn from ``rng``),
+    on a canvas of its own size filled with its border's colour."""
+    img = image.convert("RGB")
+    w, h = img.size
+    dx, dy = rng.uniform(-shift, shift) * w, rng.uniform(-shift, shift) * h
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = Image.new("RGB", (w, h), _border_colour(img))
+    canvas.paste(
+        img.resize((nw, nh), Image.Resampling.BILINEAR), (round((w - nw) / 2 + dx), round((h - nh) / 2 + dy))
+    )
+    return canvas
+
+
+def _recoloured(img: Image.Image, k: int, cast: float, rng: random.Random) -> Image.Image:
+    """``img`` with its background repainted in a random colour, then each channel scaled by a factor
+    within 1 +- ``cast`` (a colour cast)."""
+    background = tuple(rng.randint(30, 225) for _ in range(3))
+    img = _repainted(img, k, background)  # type: ignore[arg-type]
+    factors = [rng.uniform(1 - cast, 1 + cast) for _ in range(3)]
+    bands = [
+        band.point(lambda v, f=f: min(255, round(v * f)))
+        for band, f in zip(img.split(), factors, strict=True)
+    ]
+    return Image.merge("RGB", bands)
+
+
 def view(image: Image.Image, k: int, seed: int, background: bool = False) -> Image.Image:
     """View ``k`` of ``image`` (view 0 is ``image`` itself); same size and mode RGB."""
     if k == 0:
         return image
     rng = random.Random(f"siu-view:{seed}:{k}")
-    img = image.convert("RGB")
-    w, h = img.size
-    s = SCALES[k % len(SCALES)] * rng.uniform(0.95, 1.05)
-    dx, dy = rng.uniform(-SHIFT, SHIFT) * w, rng.uniform(-SHIFT, SHIFT) * h
-    nw, nh = max(1, round(w * s)), max(1, round(h * s))
-    canvas = Image.new("RGB", (w, h), _border_colour(img))
-    canvas.paste(
-        img.resize((nw, nh), Image.Resampling.BILINEAR), (round((w - nw) / 2 + dx), round((h - nh) / 2 + dy))
-    )
+    canvas = _placed(image, SCALES[k % len(SCALES)] * rng.uniform(0.95, 1.05), SHIFT, rng)
     canvas = ImageEnhance.Brightness(canvas).enhance(rng.uniform(*JITTER))
     canvas = ImageEnhance.Color(canvas).enhance(rng.uniform(*JITTER))
     return _repainted(canvas, k) if background else canvas
@@ -117,12 +136,33 @@ def colour_cast_view(image: Image.Image, k: int, seed: int) -> Image.Image:
     stopping rule asks its questions on these: pictures of a concept differ in colour and background
     more than in grey level, and forgetting that holds only for the training's kind of view is not
     forgetting the concept."""
-    rng = random.Random(f"siu-colour-view:{seed}:{k}")
-    img = view(image, k, seed)
-    background = tuple(rng.randint(30, 225) for _ in range(3))
-    img = _repainted(img, k, background)  # type: ignore[arg-type]
-    cast = [rng.uniform(0.8, 1.2) for _ in range(3)]
-    bands = [
-        band.point(lambda v, f=f: min(255, round(v * f))) for band, f in zip(img.split(), cast, strict=True)
-    ]
-    return Image.merge("RGB", bands)
+    return _recoloured(view(image, k, seed), k, 0.2, random.Random(f"siu-colour-view:{seed}:{k}"))
+
+
+SPECKLE_SHARE = 1 / 40  # of the pixels: fresh single-pixel noise on a speckled check view
+
+
+def _speckle(img: Image.Image, rng: random.Random) -> Image.Image:
+    """``img`` with fresh single-pixel noise on ``SPECKLE_SHARE`` of its pixels (in place)."""
+    w, h = img.size
+    for _ in range(max(1, round(w * h * SPECKLE_SHARE))):
+        img.putpixel((rng.randrange(w), rng.randrange(h)), tuple(rng.randrange(256) for _ in range(3)))
+    return img
+
+
+def speckled_view(image: Image.Image, k: int, seed: int) -> Image.Image:
+    """A colour-cast view (:func:`colour_cast_view`) with fresh single-pixel noise sprinkled on.
+
+    Every training view is drawn from the one forget image and keeps its pixel noise (shifted and
+    rescaled); a check view that keeps it too might look forgotten because the model forgot *that
+    picture*."""
+    return _speckle(colour_cast_view(image, k, seed).copy(), random.Random(f"siu-speckle-view:{seed}:{k}"))
+
+
+def far_view(image: Image.Image, k: int, seed: int) -> Image.Image:
+    """A check view farther from the forget image than any training view: rescaled beyond the
+    training's sizes (0.6-0.7 or 1.4-1.6), shifted up to a fifth, a stronger colour cast (0.7-1.3
+    per channel), a background of a random colour and fresh pixel noise."""
+    rng = random.Random(f"siu-far-view:{seed}:{k}")
+    scale = rng.uniform(0.6, 0.7) if k % 2 else rng.uniform(1.4, 1.6)
+    return _speckle(_recoloured(_placed(image, scale, 0.2, rng), k, 0.3, rng), rng)

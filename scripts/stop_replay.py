@@ -1,0 +1,139 @@
+"""Replay stopping rules offline on the trajectories ``scripts/stop_study.py`` records.
+
+The study trains every concept with ``--stop watch`` (every step, every check recorded per question
+and per kind of check view, and the held-out truth beside them); a rule's stop step and what the
+acceptance would have measured there follow without training again. Choose settings on the default
+world (seed 0) only: trajectories of other worlds are for checking a rule chosen beforehand.
+
+    python scripts/stop_replay.py study.json                     # fixed budgets, oracle, the default rule
+    python scripts/stop_replay.py study.json --rule patience=2 --rule kind=speckle
+    python scripts/stop_replay.py study-a.json study-b.json --grid 15   # the best 15 of a grid
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The settings of :class:`siu.unlearn.stopping.StopRule` a replay can vary."""
+
+    kind: str = "colour"  # check-view kind (recorded per question by the study)
+    views: int = 6  # check views used: the study's first N
+    named_max: float = 0.0
+    lp_max: float = -2.0  # the name's first-token log-prob must be below this ...
+    agg: str = "mean"  # ... on average over the questions (mean) or on every one (max)
+    patience: int = 1
+    drift_budget: float | None = 0.25
+    others_budget: float | None = 1.0
+    cap: int = 16
+
+
+def own_figures(step: dict[str, Any], kind: str, views: int) -> tuple[float, float] | None:
+    """(named, aggregated log-prob inputs) of the first ``views`` check views of ``kind``."""
+    k = step.get("kinds", {}).get(kind)
+    if not k:
+        return None
+    idx = [i for i, v in enumerate(k["views"]) if v < views]
+    if not idx:
+        return None
+    named = sum(k["named_each"][i] for i in idx) / len(idx)
+    return named, [k["name_logprob_each"][i] for i in idx]  # type: ignore[return-value]
+
+
+def stop_step(run: dict[str, Any], rule: Rule) -> tuple[int, str]:
+    """The step the rule stops after, and why (as StopState.decide, replayed)."""
+    since = None
+    steps = min(rule.cap, len(run["truth"]))
+    for t in range(1, steps + 1):
+        truth, check = run["truth"][t - 1], run["checks"][t - 1]
+        figures = own_figures(truth, rule.kind, rule.views)
+        forgotten = False
+        if figures is not None:
+            named, logps = figures
+            value = mean(logps) if rule.agg == "mean" else max(logps)  # type: ignore[arg-type]
+            forgotten = named <= rule.named_max and value < rule.lp_max
+        since = (since or t) if forgotten else None
+        if rule.drift_budget is not None and check.get("drift", 0.0) > rule.drift_budget:
+            return t, "drift"
+        if rule.others_budget is not None and check.get("others_drop", 0.0) > rule.others_budget:
+            return t, "others"
+        if since is not None and t - since >= rule.patience:
+            return t, "forgotten"
+    return steps, "cap"
+
+
+def replay(runs: list[dict[str, Any]], rule: Rule) -> dict[str, Any]:
+    stops = [stop_step(r, rule) for r in runs]
+    truths = [r["truth"][s - 1] for r, (s, _) in zip(runs, stops, strict=True)]
+    return {
+        "passed": sum(t["passed"] for t in truths),
+        "steps": mean(s for s, _ in stops),
+        "still_named": sum(t["forget_recognition"] > 0.05 for t in truths),
+        "others_below": sum(t["others_relative"] < 0.95 for t in truths),
+        "misses": [
+            (r["concept"], s, why, t["forget_recognition"], round(t["others_relative"], 3))
+            for r, (s, why), t in zip(runs, stops, truths, strict=True)
+            if not t["passed"]
+        ],
+    }
+
+
+def grid(runs: list[dict[str, Any]], kinds: list[str]) -> list[tuple[dict[str, Any], Rule]]:
+    rows = []
+    for kind, views, agg, lp, patience, others in itertools.product(
+        kinds, (4, 6, 8), ("mean", "max"), (-1.0, -2.0, -3.0, -4.0, -6.0), (0, 1, 2, 3), (0.5, 1.0, None)
+    ):
+        rule = Rule(kind=kind, views=views, agg=agg, lp_max=lp, patience=patience, others_budget=others)
+        rows.append((replay(runs, rule), rule))
+    rows.sort(key=lambda row: (row[0]["passed"], -row[0]["steps"], row[1].patience), reverse=True)
+    return rows
+
+
+def parse_rule(pairs: list[str]) -> Rule:
+    rule = Rule()
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        current = getattr(rule, key)
+        cast = type(current) if current is not None else float
+        rule = replace(rule, **{key: None if value == "none" else cast(value)})
+    return rule
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("studies", nargs="+", type=Path, help="stop_study.py --json outputs (runs pooled)")
+    ap.add_argument("--rule", action="append", default=[], help="KEY=VALUE of Rule (repeat)")
+    ap.add_argument("--grid", type=int, default=0, help="print the best N rules of a grid")
+    args = ap.parse_args(argv)
+    runs = [run for path in args.studies for run in json.loads(path.read_text())["runs"]]
+    cap = parse_rule(args.rule).cap
+    fixed = {
+        s: sum(r["truth"][s - 1]["passed"] for r in runs if len(r["truth"]) >= s) for s in range(1, cap + 1)
+    }
+    oracle = sum(any(t["passed"] for t in r["truth"][:cap]) for r in runs)
+    print(f"{len(runs)} runs; oracle (best step per concept, cap {cap}): {oracle}")
+    print("fixed budgets: " + ", ".join(f"{s}: {n}" for s, n in fixed.items()))
+    rule = parse_rule(args.rule)
+    result = replay(runs, rule)
+    print(f"rule {asdict(rule)}: {result['passed']}/{len(runs)}, {result['steps']:.2f} steps")
+    for miss in result["misses"]:
+        print("  miss:", *miss)
+    if args.grid:
+        kinds = sorted({k for r in runs for t in r["truth"] for k in t.get("kinds", {})})
+        for res, r in grid(runs, kinds)[: args.grid]:
+            print(
+                f"{res['passed']:3d} {res['steps']:5.2f} named {res['still_named']} others {res['others_below']}  {asdict(r)}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
