@@ -31,6 +31,8 @@ class Rule:
     lp_max: float = -2.0  # the name's first-token log-prob must be below this ...
     agg: str = "mean"  # ... on average over the questions (mean) or on every one (max)
     patience: int = 1
+    also_kind: str | None = None  # a second kind of check view that must also ...
+    also_named_max: float = 0.0  # ... name the concept on at most this share of its questions
     drift_budget: float | None = 0.25
     others_budget: float | None = 1.0
     cap: int = 16
@@ -60,6 +62,9 @@ def stop_step(run: dict[str, Any], rule: Rule) -> tuple[int, str]:
             named, logps = figures
             value = mean(logps) if rule.agg == "mean" else max(logps)  # type: ignore[arg-type]
             forgotten = named <= rule.named_max and value < rule.lp_max
+            if rule.also_kind is not None:
+                also = own_figures(truth, rule.also_kind, rule.views)
+                forgotten = forgotten and also is not None and also[0] <= rule.also_named_max
         since = (since or t) if forgotten else None
         if rule.drift_budget is not None and check.get("drift", 0.0) > rule.drift_budget:
             return t, "drift"
@@ -102,7 +107,7 @@ def parse_rule(pairs: list[str]) -> Rule:
     for pair in pairs:
         key, _, value = pair.partition("=")
         current = getattr(rule, key)
-        cast = type(current) if current is not None else float
+        cast = type(current) if current is not None else (str if key == "also_kind" else float)
         rule = replace(rule, **{key: None if value == "none" else cast(value)})
     return rule
 
