@@ -38,8 +38,8 @@ class Rule:
     cap: int = 16
 
 
-def own_figures(step: dict[str, Any], kind: str, views: int) -> tuple[float, float] | None:
-    """(named, aggregated log-prob inputs) of the first ``views`` check views of ``kind``."""
+def own_figures(step: dict[str, Any], kind: str, views: int) -> tuple[float, list[float]] | None:
+    """(named, the name's first-token log-probs) on the first ``views`` check views of ``kind``."""
     k = step.get("kinds", {}).get(kind)
     if not k:
         return None
@@ -47,7 +47,7 @@ def own_figures(step: dict[str, Any], kind: str, views: int) -> tuple[float, flo
     if not idx:
         return None
     named = sum(k["named_each"][i] for i in idx) / len(idx)
-    return named, [k["name_logprob_each"][i] for i in idx]  # type: ignore[return-value]
+    return named, [k["name_logprob_each"][i] for i in idx]
 
 
 def stop_step(run: dict[str, Any], rule: Rule) -> tuple[int, str]:
@@ -60,7 +60,7 @@ def stop_step(run: dict[str, Any], rule: Rule) -> tuple[int, str]:
         forgotten = False
         if figures is not None:
             named, logps = figures
-            value = mean(logps) if rule.agg == "mean" else max(logps)  # type: ignore[arg-type]
+            value = mean(logps) if rule.agg == "mean" else max(logps)
             forgotten = named <= rule.named_max and value < rule.lp_max
             if rule.also_kind is not None:
                 also = own_figures(truth, rule.also_kind, rule.views)
@@ -102,14 +102,37 @@ def grid(runs: list[dict[str, Any]], kinds: list[str]) -> list[tuple[dict[str, A
     return rows
 
 
-def parse_rule(pairs: list[str]) -> Rule:
+def parse_rule(pairs: list[str], kinds: set[str]) -> Rule:
+    """``KEY=VALUE`` settings of :class:`Rule`; kinds must be among those the studies recorded."""
     rule = Rule()
     for pair in pairs:
         key, _, value = pair.partition("=")
+        if key not in Rule.__dataclass_fields__:
+            raise SystemExit(f"unknown rule setting {key!r}; known: {', '.join(Rule.__dataclass_fields__)}")
         current = getattr(rule, key)
         cast = type(current) if current is not None else (str if key == "also_kind" else float)
         rule = replace(rule, **{key: None if value == "none" else cast(value)})
+    if rule.agg not in ("mean", "max"):
+        raise SystemExit(f"agg must be mean or max, got {rule.agg!r}")
+    for kind in (rule.kind, rule.also_kind):
+        if kind is not None and kind not in kinds:
+            raise SystemExit(
+                f"kind {kind!r} was not recorded by these studies; recorded: {', '.join(sorted(kinds))}"
+            )
     return rule
+
+
+def disagreements(runs: list[dict[str, Any]]) -> int:
+    """Steps where the study's own measurement of the default check (colour, 6 views) and the rule's
+    record in the run disagree on "forgotten": the replay's trust in the study's figures."""
+    rule, n = Rule(), 0
+    for run in runs:
+        for truth, check in zip(run["truth"], run["checks"], strict=False):
+            figures = own_figures(truth, rule.kind, rule.views)
+            if figures is not None and "forgotten" in check:
+                forgotten = figures[0] <= rule.named_max and mean(figures[1]) < rule.lp_max
+                n += forgotten != check["forgotten"]
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,21 +142,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", type=int, default=0, help="print the best N rules of a grid")
     args = ap.parse_args(argv)
     runs = [run for path in args.studies for run in json.loads(path.read_text())["runs"]]
-    cap = parse_rule(args.rule).cap
+    kinds = {k for r in runs for t in r["truth"] for k in t.get("kinds", {})}
+    rule = parse_rule(args.rule, kinds)
+    cap = rule.cap
     fixed = {
         s: sum(r["truth"][s - 1]["passed"] for r in runs if len(r["truth"]) >= s) for s in range(1, cap + 1)
     }
     oracle = sum(any(t["passed"] for t in r["truth"][:cap]) for r in runs)
     print(f"{len(runs)} runs; oracle (best step per concept, cap {cap}): {oracle}")
     print("fixed budgets: " + ", ".join(f"{s}: {n}" for s, n in fixed.items()))
-    rule = parse_rule(args.rule)
+    print(f"steps where the study's default check and the run's own record disagree: {disagreements(runs)}")
     result = replay(runs, rule)
     print(f"rule {asdict(rule)}: {result['passed']}/{len(runs)}, {result['steps']:.2f} steps")
     for miss in result["misses"]:
         print("  miss:", *miss)
     if args.grid:
-        kinds = sorted({k for r in runs for t in r["truth"] for k in t.get("kinds", {})})
-        for res, r in grid(runs, kinds)[: args.grid]:
+        for res, r in grid(runs, sorted(kinds))[: args.grid]:
             print(
                 f"{res['passed']:3d} {res['steps']:5.2f} named {res['still_named']} others {res['others_below']}  {asdict(r)}"
             )

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from siu.bench.load import load_benchmark
+from siu.errors import SiuError
 from siu.eval.butterfly import butterfly_figures, butterfly_probes
 from siu.eval.forgetting import (
     FACTS_MIN,
@@ -118,10 +119,14 @@ def main(argv: list[str] | None = None) -> int:
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
                 ap.error(f"{flag} wants KEY=VALUE, got {item!r}")
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
         return out
 
     extra, stop_rule = settings(args.set, "--set"), settings(args.stop_rule, "--stop-rule")
+    try:  # before any model is loaded
+        UnlearnConfig(stop=args.stop, stop_rule=stop_rule).check()
+    except SiuError as e:
+        ap.error(str(e))
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in VARIANTS]
@@ -188,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                         "stop_reason": run["stopping"]["reason"] if run["stopping"] else None,
                         "lr": run["config"]["lr"],
                         "options": extra,
+                        "stop_rule": stop_rule,
                         **summary,
                     }
                 )

@@ -80,6 +80,8 @@ def test_watch_records_and_never_stops() -> None:
         ({"drift_budget": 0}, "drift_budget"),
         ({"others_min": 2}, "others_min"),
         ({"named_max": 1}, "named_max"),
+        ({"check_kind": "sepia"}, "check_kind must be one of colour, speckle, far"),
+        ({"check_kind": ["far"]}, "check_kind must be one of"),
         ({"nonsense": 1}, "unknown stop rule setting"),
     ],
 )

@@ -51,13 +51,13 @@ from siu.unlearn.data import (
 )
 from siu.unlearn.views import colour_cast_view, far_view, speckled_view
 
-STOPS = ("auto", "watch", "never")
+STOPS = ("auto", "watch", "never")  # watch: check and record every step, never stop early
 # How check views are drawn from the forget image (see siu.unlearn.views).
 CHECK_KINDS: dict[str, Callable[[Image.Image, int, int], Image.Image]] = {
     "colour": colour_cast_view,
     "speckle": speckled_view,
     "far": far_view,
-}  # watch: check and record every step, never stop early
+}
 CHECK_VIEW_OFFSET = 100  # check view k is view CHECK_VIEW_OFFSET + k: training uses views below it
 # The rule's own naming questions: phrasings no training sample uses (the training's own questions
 # get the made-up name by rote, for any picture), and never a benchmark evaluation prompt.
@@ -92,7 +92,7 @@ class StopRule:
     def check(self) -> None:
         if self.mode not in STOPS:
             raise SiuError(f"stop must be one of {', '.join(STOPS)}; got {self.mode!r}")
-        if self.check_kind not in CHECK_KINDS:
+        if not isinstance(self.check_kind, str) or self.check_kind not in CHECK_KINDS:
             raise SiuError(
                 f"stop check_kind must be one of {', '.join(CHECK_KINDS)}; got {self.check_kind!r}"
             )
