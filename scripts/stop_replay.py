@@ -50,22 +50,27 @@ def own_figures(step: dict[str, Any], kind: str, views: int) -> tuple[float, lis
     return named, [k["name_logprob_each"][i] for i in idx]
 
 
+def looks_forgotten(truth: dict[str, Any], rule: Rule) -> bool | None:
+    """The rule's "forgotten" at one recorded step; None when the original named it on no check view."""
+    figures = own_figures(truth, rule.kind, rule.views)
+    if figures is None:
+        return None
+    named, logps = figures
+    value = mean(logps) if rule.agg == "mean" else max(logps)
+    forgotten = named <= rule.named_max and value < rule.lp_max
+    if rule.also_kind is not None:
+        also = own_figures(truth, rule.also_kind, rule.views)
+        forgotten = forgotten and also is not None and also[0] <= rule.also_named_max
+    return forgotten
+
+
 def stop_step(run: dict[str, Any], rule: Rule) -> tuple[int, str]:
     """The step the rule stops after, and why (as StopState.decide, replayed)."""
     since = None
     steps = min(rule.cap, len(run["truth"]))
     for t in range(1, steps + 1):
         truth, check = run["truth"][t - 1], run["checks"][t - 1]
-        figures = own_figures(truth, rule.kind, rule.views)
-        forgotten = False
-        if figures is not None:
-            named, logps = figures
-            value = mean(logps) if rule.agg == "mean" else max(logps)
-            forgotten = named <= rule.named_max and value < rule.lp_max
-            if rule.also_kind is not None:
-                also = own_figures(truth, rule.also_kind, rule.views)
-                forgotten = forgotten and also is not None and also[0] <= rule.also_named_max
-        since = (since or t) if forgotten else None
+        since = (since or t) if looks_forgotten(truth, rule) else None
         if rule.drift_budget is not None and check.get("drift", 0.0) > rule.drift_budget:
             return t, "drift"
         if rule.others_budget is not None and check.get("others_drop", 0.0) > rule.others_budget:
@@ -125,12 +130,11 @@ def parse_rule(pairs: list[str], kinds: set[str]) -> Rule:
 def disagreements(runs: list[dict[str, Any]]) -> int:
     """Steps where the study's own measurement of the default check (colour, 6 views) and the rule's
     record in the run disagree on "forgotten": the replay's trust in the study's figures."""
-    rule, n = Rule(), 0
+    n = 0
     for run in runs:
         for truth, check in zip(run["truth"], run["checks"], strict=False):
-            figures = own_figures(truth, rule.kind, rule.views)
-            if figures is not None and "forgotten" in check:
-                forgotten = figures[0] <= rule.named_max and mean(figures[1]) < rule.lp_max
+            forgotten = looks_forgotten(truth, Rule())
+            if forgotten is not None and "forgotten" in check:
                 n += forgotten != check["forgotten"]
     return n
 
