@@ -91,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the stopping rule (default: the method's; --steps is then the cap)",
     )
+    ap.add_argument(
+        "--others-pictures",
+        type=int,
+        default=None,
+        metavar="N",
+        help="SIU's data: N other concepts named on their own forget images (default: the profile's)",
+    )
     ap.add_argument("--images", type=int, default=8, help="held-out recognition questions per concept")
     ap.add_argument(
         "--butterfly", action="store_true", help="also the butterfly effect on the world's pair pictures"
@@ -124,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     extra, stop_rule = settings(args.set, "--set"), settings(args.stop_rule, "--stop-rule")
     try:  # before any model is loaded
-        UnlearnConfig(stop=args.stop, stop_rule=stop_rule).check()
+        UnlearnConfig(stop=args.stop, stop_rule=stop_rule, others_pictures=args.others_pictures).check()
     except SiuError as e:
         ap.error(str(e))
 
@@ -177,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                     seed=args.seed,
                     stop=args.stop,
                     stop_rule=stop_rule,
+                    others_pictures=args.others_pictures,
                 )
                 run = unlearn(model, slug, None, world, cfg, out, progress=False, log=lambda *_: None)
                 unlearned = VLM.load(out)
@@ -194,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                         "lr": run["config"]["lr"],
                         "options": extra,
                         "stop_rule": stop_rule,
+                        "others_pictures": run["config"]["others_pictures"],
                         **summary,
                     }
                 )

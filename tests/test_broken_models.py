@@ -22,7 +22,7 @@ from siu.unlearn.run import unlearn
 
 @pytest.mark.parametrize(
     "field,value",
-    [("lr", float("inf")), ("lr", 1e30), ("lr", float("nan")), ("lr", 0.0), ("identities", 0),
+    [("lr", float("inf")), ("lr", 1e30), ("lr", float("nan")), ("lr", 0.0), ("identities", 0), ("others_pictures", -1),
      ("max_grad_norm", float("inf")), ("weight_decay", float("nan"))],
 )  # fmt: skip
 def test_absurd_hyper_parameters_are_refused_before_any_work(field: str, value: float) -> None:

@@ -485,3 +485,39 @@ def test_views_keep_pairs_together_and_leave_retain_pictures_alone(
         elif before.pair >= 0:
             by_pair.setdefault(before.pair, set()).add(after.view)
     assert all(len(v) == 1 for v in by_pair.values()) and len({min(v) for v in by_pair.values()}) > 1
+
+
+def test_siu_data_with_other_concepts_on_their_own_pictures(
+    bench: Benchmark, concept: Concept, image: Image.Image
+) -> None:
+    from siu.unlearn.data import OTHERS_ON_THEIR_IMAGES
+
+    plain = build_siu_data(concept, image, bench, DataConfig())
+    data = build_siu_data(concept, image, bench, DataConfig(others_pictures=2))
+    assert data[: len(plain)] == plain  # the four targets are unchanged; the pictures come after them
+    added = data[len(plain) :]
+    others = [c for c in bench.concepts if c.slug != concept.slug]
+    forget_pictures = {bench.load_image(c, c.forget_image).tobytes(): c for c in others}
+    named = set()
+    for s in added:  # each another concept, named, on its own forget image (never a test image)
+        assert s.target == OTHERS_ON_THEIR_IMAGES and s.role == "retain"
+        other = forget_pictures[s.sample.image.tobytes()]  # type: ignore[union-attr]
+        assert mentions(s.sample.answer, other.names) and not mentions(s.sample.answer, concept.names)
+        named.add(other.slug)
+    assert len(added) == len(named) == 2
+    # more than the benchmark has: every other concept once; none without a benchmark
+    every = build_siu_data(concept, image, bench, DataConfig(others_pictures=50))
+    assert len(every) - len(plain) == len(others)
+    assert build_siu_data(concept, image, None, DataConfig(targets=(1, 2), others_pictures=3)) == (
+        build_siu_data(concept, image, None, DataConfig(targets=(1, 2)))
+    )
+    # a concept forgotten in the same run is never retained
+    gone = DataConfig(others_pictures=50, forgotten=tuple(others[0].names))
+    kept = [s.sample.answer for s in build_siu_data(concept, image, bench, gone)[len(plain) :]]
+    assert len(kept) == len(others) - 1 and not any(mentions(a, others[0].names) for a in kept)
+    # views of the forget image leave the other concepts' pictures as they are
+    viewed = with_views(data, image, views=4, seed=0, background=True)
+    assert [s.sample.image for s in viewed[len(plain) :]] == [s.sample.image for s in added]
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(SiuError, match="others_pictures"):
+            DataConfig(others_pictures=bad).check()  # type: ignore[arg-type]

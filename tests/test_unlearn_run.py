@@ -126,6 +126,13 @@ def test_dry_run_prints_the_data_and_writes_nothing(
     pieces = masked_pieces(VLM.load(model).tokenizer, names)
     assert pieces and all(p.strip(" .,") for p in pieces)
     assert f"vocabulary mask (K_V): {len(pieces)} pieces: {', '.join(map(repr, pieces))}" in printed
+    # other concepts on their own forget images: asked for on the command line, shown and counted
+    code = main(
+        ["unlearn", "--model", str(model), "--bench", str(world), "--concept", SCIENCE_CONCEPT]
+        + ["--dry-run", "--out", str(out), "--others-pictures", "2"]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0 and "36 samples" in printed and "other concepts named on their own forget" in printed
 
 
 # ----------------------------------------------------------------------------- (4) determinism

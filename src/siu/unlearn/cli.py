@@ -258,6 +258,14 @@ def add_training_options(p: argparse.ArgumentParser, one_run: bool = True) -> No
         default=None,
         help="views also repaint a flat background in other greys (default: on for the tiny model only)",
     )
+    data.add_argument(
+        "--others-pictures",
+        type=int,
+        metavar="N",
+        help="SIU's data: N other concepts of --bench, each named on its own forget image (never a test "
+        "image), so that their names hold while the concept's is unlearnt (default: the profile's; 0 "
+        "for real models, as in the paper)",
+    )
     data.add_argument("--overrides", metavar="FILE", help="YAML/JSON file overriding parts of the data")
 
     train = p.add_argument_group("training (defaults from the model's profile)")

@@ -40,6 +40,7 @@ PAPER_PROFILE: dict[str, Any] = {
     "identities": 1,  # one made-up name, as in the authors' example
     "views": 1,  # the forget image as it is
     "view_background": False,
+    "others_pictures": 0,  # the paper's data: no other concept's picture
     "stop": "never",  # train every step; a method may default to the stopping rule (siu.unlearn.stopping)
 }
 # The synthetic world's tiny LLaVA (about 1M parameters; language model 128 wide): the paper's LoRA
@@ -99,6 +100,13 @@ class UnlearnConfig:
     identities: int | None = None  # target 1's distinct made-up names; None: the profile's
     views: int | None = None  # views of the forget image the image samples cycle through (1: none)
     view_background: bool | None = None  # views also repaint the background (flat backgrounds only)
+    others_pictures: int | None = field(
+        default=None,
+        metadata=_help(
+            "SIU's data: this many other concepts of the benchmark, each named on its own forget image "
+            "(default: the profile's; 0 for real models, as in the paper)"
+        ),
+    )
     seed: int = 0
     gradient_checkpointing: bool = field(
         default=False,
@@ -171,7 +179,11 @@ class UnlearnConfig:
             raise SiuError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         counts = tuple(self.counts) if self.counts is not None else PAPER_PROFILE["counts"]
         DataConfig(
-            counts=counts, seed=self.seed, targets=tuple(self.targets), identities=self.identities or 1
+            counts=counts,
+            seed=self.seed,
+            targets=tuple(self.targets),
+            identities=self.identities or 1,
+            others_pictures=0 if self.others_pictures is None else self.others_pictures,
         ).check()
 
     def stop_settings(self) -> StopRule:

@@ -233,6 +233,9 @@ class DataConfig:
     # never about them) and the made-up names already given to the others (never given twice).
     forgotten: tuple[str, ...] = ()
     taken_names: tuple[str, ...] = ()
+    # SIU's data: this many other concepts, each named on its own forget image, where a benchmark has
+    # them (never a test image): they hold the others' names in place while the concept's is unlearnt.
+    others_pictures: int = 0
 
     def count(self, target: int) -> int:
         return self.counts[target - 1]
@@ -249,6 +252,9 @@ class DataConfig:
             raise SiuError(
                 f"identities must be an integer from 1 to {NAME_CANDIDATES}, got {self.identities!r}"
             )
+        n = self.others_pictures
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise SiuError(f"others_pictures must be a non-negative integer, got {self.others_pictures!r}")
         if self.overrides is not None:
             check_overrides(self.overrides)
 
@@ -850,9 +856,10 @@ def build_siu_data(
 ) -> list[UnlearnSample]:
     """SIU's fine-tuning data for ``concept`` from its one forget image, target by target.
 
-    ``bench`` supplies other concepts (target 4, names to avoid) and the evaluation prompts that
-    training prompts must not repeat. ``original`` (the model before unlearning) is used only where
-    the records lack something: the visible description (target 2) or facts (targets 3-4).
+    ``bench`` supplies other concepts (target 4, names to avoid, ``cfg.others_pictures`` of them named
+    on their own forget images) and the evaluation prompts that training prompts must not repeat.
+    ``original`` (the model before unlearning) is used only where the records lack something: the
+    visible description (target 2) or facts (targets 3-4).
     """
     cfg.check()
     evals = evaluation_prompts(concept, bench)
@@ -866,7 +873,7 @@ def build_siu_data(
             out += _target3(concept, cfg, evals, original)
         else:
             out += _target4(concept, bench, cfg, evals, original)
-    return out
+    return out + others_on_their_images(concept, bench, cfg.others_pictures, cfg)
 
 
 def _forget_prompts(

@@ -196,6 +196,7 @@ def data_config(
         targets=tuple(cfg.targets),
         overrides=overrides,
         identities=cfg.identities or 1,
+        others_pictures=cfg.others_pictures or 0,
         forgotten=tuple(name for c in gone for name in c.names),
     )
 
