@@ -255,7 +255,7 @@ def test_an_adapter_directory_loads_as_its_merged_model(
 def test_one_photo_and_a_model_are_enough(tiny_vlm_dir: Callable[[str], Path], tmp_path: Path) -> None:
     """The README's one-photo flow with default options: no benchmark, no overrides. Target 3 is the
     model's own answers about the concept, target 4 its own answers about well-known subjects."""
-    from siu.unlearn.data import WELL_KNOWN_SUBJECTS
+    from siu.unlearn.banks import WELL_KNOWN_SUBJECTS
 
     photo = tmp_path / "photo.png"
     Image.new("RGB", (64, 48), (200, 120, 40)).save(photo)

@@ -15,20 +15,11 @@ from siu.bench.load import Benchmark, load_benchmark
 from siu.bench.match import mentions
 from siu.bench.schema import Concept
 from siu.errors import SiuError
-from siu.unlearn.data import (
-    FIRST_NAMES,
-    LAST_NAMES,
-    DataConfig,
-    UnlearnSample,
-    _fictitious_names,
-    build_baseline_data,
-    build_siu_data,
-    dataset_record,
-    fictitious_name,
-    format_dataset,
-    load_overrides,
-    name_leak_risk,
-)
+from siu.names import FIRST_NAMES, LAST_NAMES
+from siu.unlearn.data import build_baseline_data, build_siu_data
+from siu.unlearn.made_up_names import choose_fictitious_names, fictitious_name, name_leak_risk
+from siu.unlearn.overrides import load_overrides
+from siu.unlearn.samples import DataConfig, UnlearnSample, dataset_record, format_dataset
 from siu.unlearn.views import BACKGROUND_LEVELS, view, with_views
 from siu.world.build import WorldConfig, build_world
 
@@ -123,8 +114,8 @@ def test_made_up_names_least_likely_to_corrupt_known_names_first(bench: Benchmar
         return [text[:2]] + list(text[2:]) if text.startswith(" ") else list(text)
 
     known = [n for c in bench.concepts for n in c.names]
-    plain = _fictitious_names(concept, bench, DataConfig(identities=9))
-    safe = _fictitious_names(concept, bench, DataConfig(identities=9), tokenize=chars)
+    plain = choose_fictitious_names(concept, bench, DataConfig(identities=9))
+    safe = choose_fictitious_names(concept, bench, DataConfig(identities=9), tokenize=chars)
     risks = [name_leak_risk(n, known, chars) for n in safe]
     assert risks == sorted(risks)
     assert sum(risks) < sum(name_leak_risk(n, known, chars) for n in plain)
@@ -490,7 +481,7 @@ def test_views_keep_pairs_together_and_leave_retain_pictures_alone(
 def test_siu_data_with_other_concepts_on_their_own_pictures(
     bench: Benchmark, concept: Concept, image: Image.Image
 ) -> None:
-    from siu.unlearn.data import OTHERS_ON_THEIR_IMAGES
+    from siu.unlearn.samples import OTHERS_ON_THEIR_IMAGES
 
     plain = build_siu_data(concept, image, bench, DataConfig())
     data = build_siu_data(concept, image, bench, DataConfig(others_pictures=2))

@@ -254,7 +254,8 @@ def test_unrepresentable_name_is_refused() -> None:
 
 # ----------------------------------------------------------------------------- (6) the reference
 def test_reference_equals_the_original_model(micro_world: tuple[Path, Path], bench: Benchmark) -> None:
-    from siu.unlearn.data import DataConfig, build_siu_data
+    from siu.unlearn.data import build_siu_data
+    from siu.unlearn.samples import DataConfig
 
     vlm = VLM.load(micro_world[1])
     concept: Concept = bench.concept(SCIENCE_CONCEPT)

@@ -101,7 +101,8 @@ def relearn_samples(concept: Concept, bench: Benchmark, per_concept: int = 2) ->
     Prompts are training-style "who is this" paraphrases that the benchmark does not evaluate with;
     nothing in the data names ``concept`` or shows its pictures.
     """
-    from siu.unlearn.data import IDENTITY_PROMPTS, category_noun, evaluation_prompts, unseen_prompts
+    from siu.unlearn.banks import IDENTITY_PROMPTS
+    from siu.unlearn.samples import category_noun, evaluation_prompts, unseen_prompts
 
     evals = evaluation_prompts(concept, bench)
     samples = []

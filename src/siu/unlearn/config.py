@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from siu.errors import SiuError
-from siu.unlearn.data import DataConfig
 from siu.unlearn.methods import Method, get_method, make_options, normalise_method
 from siu.unlearn.reference import REFERENCES
+from siu.unlearn.samples import DataConfig
 from siu.unlearn.setup import FULL_SCOPES
 from siu.unlearn.stopping import StopRule
 

@@ -44,18 +44,13 @@ from siu.runtime import CPU, Runtime
 from siu.training import LossFn, TrainConfig, TrainLog, train
 from siu.unlearn.batches import SampleMeta, batch_schedule, groups_of, local_batches, scales_of
 from siu.unlearn.config import UnlearnConfig
-from siu.unlearn.data import (
-    DataConfig,
-    UnlearnSample,
-    build_data_of_kind,
-    dataset_record,
-    format_dataset,
-    load_overrides,
-)
+from siu.unlearn.data import build_data_of_kind
 from siu.unlearn.inputs import check_names_encodable, check_out, concept_without_bench
 from siu.unlearn.losses import masked_pieces, vocab_mask_for_names
 from siu.unlearn.methods import LossInputs, Method
+from siu.unlearn.overrides import load_overrides
 from siu.unlearn.reference import Reference, forward, unwrap
+from siu.unlearn.samples import DataConfig, UnlearnSample, dataset_record, format_dataset
 from siu.unlearn.setup import apply_lora, enable_gradient_checkpointing, set_full_scope
 from siu.unlearn.stopping import StopState, build_stop_data, check_row, measure
 from siu.unlearn.views import with_views

@@ -39,14 +39,14 @@ from siu.bench.match import first_mention, mentions
 from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import VLM, Sample
-from siu.unlearn.data import (
-    IDENTITY_PROMPTS,
+from siu.unlearn.banks import IDENTITY_PROMPTS
+from siu.unlearn.data import retain_set
+from siu.unlearn.samples import (
     DataConfig,
     UnlearnSample,
     _norm,
     category_noun,
     evaluation_prompts,
-    retain_set,
     unseen_prompts,
 )
 from siu.unlearn.views import colour_cast_view, far_view, speckled_view

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from PIL import Image, ImageDraw, ImageEnhance
 
-from siu.unlearn.data import UnlearnSample
+from siu.unlearn.samples import UnlearnSample
 
 # Views cover sizes and backgrounds systematically (view k: SCALES[k % 3], background k // 3), so that
 # nine views hold every pair; the shift and jitter are drawn from the seed.

@@ -96,7 +96,7 @@ class Method:
     name: ClassVar[str]
     summary: ClassVar[str]  # one line for --help
     Options: ClassVar[type] = NoOptions
-    data: ClassVar[str]  # a key of siu.unlearn.data.DATA_BUILDERS
+    data: ClassVar[str]  # one of siu.unlearn.data.DATA_KINDS
     reference: ClassVar[bool] = False
     vocab_mask: ClassVar[bool] = False  # the loss needs K_V (the concept's name tokens)
     parts: ClassVar[dict[str, Part]]
