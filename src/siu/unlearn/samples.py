@@ -40,9 +40,9 @@ CATEGORY_NOUNS = {
 }
 FALLBACK_NOUN = "subject"
 
-# Fictitious identities: combinations of ordinary first names and surnames (siu.names).
-# Names drawn per run; the least risky (name_leak_risks), then the original model's likeliest, are used.
-NAME_CANDIDATES = 64  # drawn per run; DataConfig.identities is at most this
+# Made-up names drawn per run (siu.unlearn.made_up_names keeps the least risky, then the original
+# model's likeliest); DataConfig.identities is at most this.
+NAME_CANDIDATES = 64
 
 
 @dataclass
