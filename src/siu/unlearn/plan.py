@@ -308,9 +308,10 @@ def stand_in_samples(
 
 
 def data_size(cfg: UnlearnConfig) -> int:
-    """How many samples a run's data has (the targets' counts)."""
+    """How many samples a run's data has at most (the targets' counts and the other concepts'
+    pictures, where the benchmark has them)."""
     counts = cfg.counts or (1, 1, 1, 1)
-    return max(1, sum(counts[t - 1] for t in cfg.targets))
+    return max(1, sum(counts[t - 1] for t in cfg.targets) + (cfg.others_pictures or 0))
 
 
 def _emulate_kbit(model: torch.nn.Module) -> None:
