@@ -115,7 +115,8 @@ def test_dry_run_prints_the_data_and_writes_nothing(
     )
     printed = capsys.readouterr().out
     assert code == 0
-    assert "34 samples" in printed and "fictitious identity" in printed and "dry run" in printed
+    # 34 samples of the four targets and the micro world's three other concepts on their pictures
+    assert "37 samples" in printed and "fictitious identity" in printed and "dry run" in printed
     assert not out.exists() and list(tmp_path.iterdir()) == []
     # the vocabulary mask's pieces are shown: the names' own pieces, never a bare space or punctuation
     from siu.bench.load import load_benchmark
@@ -306,3 +307,9 @@ def test_profiles() -> None:
     assert npo.stop == "never" and npo.lr == tiny["lr"] and npo.steps == tiny["steps"]
     real, _ = UnlearnConfig().resolved("llava", 7_000_000_000)
     assert real.stop == "auto" and real.steps == 10 and real.lr == 3e-4
+    # on the tiny model SIU also names seven other concepts on their own pictures and waits two steps
+    # more; the paper's data and rule for real models and for the other methods; the user's settings win
+    assert (cfg.others_pictures, cfg.stop_rule, cfg.stop_settings().patience) == (7, {"patience": 2}, 2)
+    assert (real.others_pictures, real.stop_rule, npo.others_pictures) == (0, {}, 0)
+    mine, _ = UnlearnConfig(others_pictures=0, stop_rule={"patience": 1, "min_steps": 2}).resolved("llava", 1)
+    assert mine.others_pictures == 0 and mine.stop_rule == {"patience": 1, "min_steps": 2}

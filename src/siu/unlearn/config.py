@@ -202,11 +202,12 @@ class UnlearnConfig:
         else:
             name, base = self.profile, dict(TINY_PROFILE if self.profile == "tiny" else PAPER_PROFILE)
         overrides = dict(get_method(self.method).profile_overrides.get(name, {}))
-        # the method's own options may have a profile's fair default too; the user's options win
+        # the method's own options and stopping settings may have a profile's default too; the user's win
         options = {**overrides.pop("options", {}), **self.options}
+        stop_rule = {**overrides.pop("stop_rule", {}), **self.stop_rule}
         base.update(overrides)
         values = {k: (base[k] if getattr(self, k) is None else getattr(self, k)) for k in PROFILE_FIELDS}
-        return dataclasses.replace(self, options=options, **values), name
+        return dataclasses.replace(self, options=options, stop_rule=stop_rule, **values), name
 
     def record(self) -> dict[str, Any]:
         """JSON-ready, with every option of the method (the defaults too), as ``run.json`` keeps it."""
