@@ -93,6 +93,7 @@ GOALS: dict[str, Bound] = {
     "siu.forget_recognition": Bound("<=", 0.05, "", "C on held-out pictures (the issue's goal)"),
     "siu.others_relative": Bound(">=", 0.95, "", "the others' recognition / the original's"),
     "siu.worst_other_change": Bound(">=", -0.2, "", "no other concept hit hard"),
+    "siu.steps": Bound("<=", 10, "", "steps the rule took (the issue's goal is the mean over a world)"),
     "bench.original_minus_retain_mia_auc": Bound(">", 0, "", "MIA separates less than with the original"),
 }
 
@@ -152,6 +153,7 @@ def science_run(world: Path, model: Path, out: Path, log: Callable[..., Any] = q
         / sum(before[s]["recognition"] for s in others),
         "siu.worst_other_change": min(after[s]["recognition"] - before[s]["recognition"] for s in others),
     }
+    figures["siu.steps"] = run["steps_taken"]
     # selective: what the others keep (relative) minus what C keeps (relative); 1 = C gone, others intact
     figures["siu.selectivity"] = figures["siu.others_relative"] - (
         figures["siu.forget_recognition"] / figures["siu.recognition_before"]
