@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                         "stop_reason": run["stopping"]["reason"] if run["stopping"] else None,
                         "lr": run["config"]["lr"],
                         "options": extra,
-                        "stop_rule": stop_rule,
+                        "stop_rule": run["config"]["stop_rule"],
                         "others_pictures": run["config"]["others_pictures"],
                         **summary,
                     }

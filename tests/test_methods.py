@@ -179,3 +179,17 @@ def test_a_methods_profile_defaults_come_from_its_sweep_and_the_user_wins() -> N
     # a subclass with its own overrides does not inherit its parent's
     mm, _ = UnlearnConfig(method="mmunlearner").resolved("llava", 1_000_000)
     assert mm.method_instance().options.retain_weight == 1.0 and mm.lora is False and mm.lr == 5e-4
+
+
+def test_a_zero_on_the_command_line_wins_over_the_config_file(tmp_path: Path) -> None:
+    from siu.cli import build_parser
+    from siu.unlearn.cli import apply_config_file, training_fields_from_args
+
+    config = tmp_path / "run.yaml"
+    config.write_text("others_pictures: 7\nweight_decay: 0.1\nlr: 0.002\n")
+    args = build_parser().parse_args(
+        ["unlearn", "--config", str(config), "--others-pictures", "0", "--weight-decay", "0"]
+    )
+    apply_config_file(args, args.parser)
+    given = training_fields_from_args(args)
+    assert given["others_pictures"] == 0 and given["weight_decay"] == 0 and given["lr"] == 0.002

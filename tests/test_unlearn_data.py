@@ -496,6 +496,9 @@ def test_siu_data_with_other_concepts_on_their_own_pictures(
         assert mentions(s.sample.answer, other.names) and not mentions(s.sample.answer, concept.names)
         named.add(other.slug)
     assert len(added) == len(named) == 2
+    records = dataset_record(data)  # run.json says whose picture it is
+    assert [r["image"] for r in records[len(plain) :]] == ["another concept's forget image"] * 2
+    assert "another's" in format_dataset(data)
     # more than the benchmark has: every other concept once; none without a benchmark
     every = build_siu_data(concept, image, bench, DataConfig(others_pictures=50))
     assert len(every) - len(plain) == len(others)

@@ -50,9 +50,11 @@ def eval_report(
     ]
     if run is not None:
         losses = run.get("losses", [])
+        data = run.get("dataset", [])
+        own = sum(str(d.get("image") or "").startswith("forget image") for d in data)
         parts.append(
             f"<p>{e(run['method'])} with the {e(run['profile'])} profile, {len(losses)} steps, "
-            f"{len(run.get('dataset', []))} samples from one image; final loss "
+            f"{len(data)} samples, {own} of them on the one forget image (or views of it); final loss "
             f"{losses[-1]['loss']:.4f}.</p>"
             if losses
             else ""

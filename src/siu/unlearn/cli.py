@@ -39,9 +39,10 @@ Methods (--method; each method's options are below, under "method options"):
 
 Training defaults come from the model's profile: the paper's LLaVA-1.5 set-up (LoRA r=128, alpha=256,
 dropout 0.05 on the language model's linear layers; AdamW lr 3e-4, cosine, warm-up 0.03, batch 4,
-6 steps) for real models, and a profile tuned for the synthetic world's tiny model (LoRA, lr 1e-3,
-batches of 32 of its 34 samples, 10 steps, target counts 18/2/7/7, three made-up identities, nine
-views of the forget image).
+6 steps) for real models, and a profile tuned for the synthetic world's tiny model (LoRA, batches
+of 32, target counts 18/2/7/7, three made-up identities, nine views of the forget image; SIU there
+also names seven other concepts on their own forget images and trains at a constant lr 5e-4 until
+the stopping rule, patience 2, says the concept is forgotten, 16 steps at most).
 Every value can be overridden below, or in a --config file. The output directory receives the
 unlearned model (LoRA merged unless --adapter-only), the processor and run.json (config, data set,
 per-step losses, versions).
@@ -263,8 +264,9 @@ def add_training_options(p: argparse.ArgumentParser, one_run: bool = True) -> No
         type=int,
         metavar="N",
         help="SIU's data: N other concepts of --bench, each named on its own forget image (never a test "
-        "image), so that their names hold while the concept's is unlearnt (default: the profile's; 0 "
-        "for real models, as in the paper)",
+        "image), so that their names hold while the concept's is unlearnt; added whatever --targets "
+        "says, ignored by methods with a retain set of their own (default: 7 for SIU on the synthetic "
+        "world's tiny model, 0 for real models, as in the paper)",
     )
     data.add_argument("--overrides", metavar="FILE", help="YAML/JSON file overriding parts of the data")
 
@@ -315,7 +317,7 @@ def add_training_options(p: argparse.ArgumentParser, one_run: bool = True) -> No
         metavar="SETTING=VALUE",
         help="change a setting of the stopping rule, e.g. --stop-rule patience=2 (settings: "
         + ", ".join(f"{f.name} {f.default!r}" for f in dataclasses.fields(StopRule) if f.name != "mode")
-        + "; see docs/stopping.md)",
+        + "; SIU on the synthetic world's tiny model: patience 2; see docs/stopping.md)",
     )
     train.add_argument(
         "--reference",
@@ -363,7 +365,8 @@ def apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser)
             dest = f"use_{dest}"  # token_mask: false
         if dest not in dests:
             raise SiuError(f"--config {args.config}: unknown option {key!r}")
-        if getattr(args, dest, None) in (None, False):
+        current = getattr(args, dest, None)
+        if current is None or current is False:  # not given (0 and 0.0 are given values)
             if dest in ("targets", "counts") and isinstance(value, list):
                 value = tuple(value)
             setattr(args, dest, value)

@@ -45,8 +45,9 @@ PAPER_PROFILE: dict[str, Any] = {
 }
 # The synthetic world's tiny LLaVA (about 1M parameters; language model 128 wide): the paper's LoRA
 # shape (r=128, alpha=256, which is full rank here) without dropout, a larger lr, batches of 32 of
-# the 34 samples (each step a fresh shuffle), 10 steps, three made-up identities instead of one,
-# target 1 doubled (18) and the image samples spread over nine views of the forget image.
+# the four targets' 34 samples (each step a fresh shuffle), 10 steps, three made-up identities instead
+# of one, target 1 doubled (18) and the image samples spread over nine views of the forget image.
+# SIU overrides some of it (siu.unlearn.methods.siu: the stopping rule, lr, other concepts' pictures).
 TINY_PROFILE: dict[str, Any] = {
     **PAPER_PROFILE,
     "steps": 10,

@@ -308,10 +308,11 @@ def stand_in_samples(
 
 
 def data_size(cfg: UnlearnConfig) -> int:
-    """How many samples a run's data has at most (the targets' counts and the other concepts'
-    pictures, where the benchmark has them)."""
+    """How many samples a run's data has at most (the targets' counts and, for SIU's data, the other
+    concepts' pictures where the benchmark has them)."""
     counts = cfg.counts or (1, 1, 1, 1)
-    return max(1, sum(counts[t - 1] for t in cfg.targets) + (cfg.others_pictures or 0))
+    others = (cfg.others_pictures or 0) if cfg.method_instance().data == "siu" else 0
+    return max(1, sum(counts[t - 1] for t in cfg.targets) + others)
 
 
 def _emulate_kbit(model: torch.nn.Module) -> None:

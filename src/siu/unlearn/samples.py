@@ -174,9 +174,11 @@ def _short(text: str | None, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 3].rstrip() + "..."
 
 
-def _image_label(s: UnlearnSample, plain: str, viewed: str, none: str | None) -> str | None:
+def _image_label(s: UnlearnSample, plain: str, viewed: str, none: str | None, other: str) -> str | None:
     if s.sample.image is None:
         return none
+    if s.role == "retain":  # a retain picture is another concept's own forget image
+        return other
     return viewed.format(k=s.view) if s.view else plain
 
 
@@ -188,7 +190,7 @@ def format_dataset(samples: Sequence[UnlearnSample], width: int = 60) -> str:
             i,
             s.target,
             s.role + (f" {'+' if s.chosen else '-'}{s.pair}" if s.pair >= 0 else ""),
-            _image_label(s, "yes", "view {k}", "no"),
+            _image_label(s, "yes", "view {k}", "no", "another's"),
             _short(s.sample.prompt, width),
             _short(s.sample.answer, width + 20),
             _short(s.sample.target_phrase, 30),
@@ -208,7 +210,9 @@ def dataset_record(samples: Sequence[UnlearnSample]) -> list[dict[str, Any]]:
         {
             "index": i,
             "target": s.target,
-            "image": _image_label(s, "forget image", "forget image, view {k}", None),
+            "image": _image_label(
+                s, "forget image", "forget image, view {k}", None, "another concept's forget image"
+            ),
             "prompt": s.sample.prompt,
             "answer": s.sample.answer,
             "target_phrase": s.sample.target_phrase,

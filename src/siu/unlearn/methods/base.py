@@ -100,9 +100,10 @@ class Method:
     reference: ClassVar[bool] = False
     vocab_mask: ClassVar[bool] = False  # the loss needs K_V (the concept's name tokens)
     parts: ClassVar[dict[str, Part]]
-    # training values that differ from a profile's for this method, e.g. {"tiny": {"lr": 5e-4}}, and
-    # its own options' defaults under that profile, {"tiny": {"options": {"retain_weight": 3.0}}} (a
-    # method's fair default on the synthetic world's model, from a documented sweep)
+    # training values that differ from a profile's for this method, e.g. {"tiny": {"lr": 5e-4}}, its
+    # own options' defaults under that profile, {"tiny": {"options": {"retain_weight": 3.0}}} (a
+    # method's fair default on the synthetic world's model, from a documented sweep), and stopping
+    # settings, {"tiny": {"stop_rule": {"patience": 2}}}; the user's values win over all of them
     profile_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
     signed: ClassVar[tuple[str, ...]] = ()  # options that may be negative
     positive: ClassVar[tuple[str, ...]] = ()  # options that must be > 0 (e.g. an inverse temperature)
