@@ -265,8 +265,8 @@ def add_training_options(p: argparse.ArgumentParser, one_run: bool = True) -> No
         metavar="N",
         help="SIU's data: N other concepts of --bench, each named on its own forget image (never a test "
         "image), so that their names hold while the concept's is unlearnt; added whatever --targets "
-        "says, ignored by methods with a retain set of their own (default: 7 for SIU on the synthetic "
-        "world's tiny model, 0 for real models, as in the paper)",
+        "says; other methods ignore it (a retain set already holds such pictures) (default: 7 for SIU "
+        "on the synthetic world's tiny model, 0 for real models, as in the paper)",
     )
     data.add_argument("--overrides", metavar="FILE", help="YAML/JSON file overriding parts of the data")
 
