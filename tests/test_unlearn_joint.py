@@ -90,7 +90,7 @@ def test_made_up_names_share_words_across_concepts_only_when_the_banks_run_out(
 ) -> None:
     from siu.names import FIRST_NAMES, LAST_NAMES
     from siu.unlearn.made_up_names import choose_fictitious_names
-    from siu.unlearn.samples import DataConfig, _words
+    from siu.unlearn.samples import DataConfig, word_set
 
     world, _ = micro_world
     bench = load_benchmark(world)
@@ -98,7 +98,7 @@ def test_made_up_names_share_words_across_concepts_only_when_the_banks_run_out(
     pairs = [f"{f} {last}" for f, last in zip(FIRST_NAMES, LAST_NAMES, strict=False)]
     some = DataConfig(identities=3, taken_names=tuple(pairs[:10]))  # a joint run's first few concepts
     names = choose_fictitious_names(concept, bench, some)
-    assert len(names) == 3 and not _words(names) & _words(some.taken_names)
+    assert len(names) == 3 and not word_set(names) & word_set(some.taken_names)
     every = DataConfig(identities=3, taken_names=tuple(pairs))  # every word of a bank taken (24 concepts)
     names = choose_fictitious_names(concept, bench, every)
     assert len(set(names)) == 3 and not {n.casefold() for n in names} & {t.casefold() for t in pairs}

@@ -86,14 +86,14 @@ class Benchmark:
 
     def concept(self, name_or_slug: str) -> Concept:
         """The concept whose name, alias or folder name is ``name_or_slug`` (case-insensitive)."""
-        wanted = _norm(name_or_slug)
+        wanted = folded(name_or_slug)
         for concept in self.concepts:
-            if wanted in {_norm(s) for s in (*concept.names, concept.slug)}:
+            if wanted in {folded(s) for s in (*concept.names, concept.slug)}:
                 return concept
         known: dict[str, str] = {}
         for concept in self.concepts:
             for spelling in (*concept.names, concept.slug):
-                known.setdefault(_norm(spelling), concept.name)
+                known.setdefault(folded(spelling), concept.name)
         close = difflib.get_close_matches(wanted, list(known), n=5, cutoff=0.6)
         suggestions = list(dict.fromkeys(known[c] for c in close))
         if suggestions:
@@ -222,7 +222,7 @@ _INVALID: Any = object()  # "no usable value"; JSON null is a value, so None can
 _MISSING: Any = object()
 
 
-def _norm(text: str) -> str:
+def folded(text: str) -> str:
     """The form in which two spellings of a name are the same: NFC, whitespace folded, case folded."""
     return " ".join(unicodedata.normalize("NFC", text).split()).casefold()
 
@@ -526,7 +526,7 @@ def _parse_concept(doc: _Doc, data: dict[str, Any], slug: str, folder: Path, ref
     aliases = [unicodedata.normalize("NFC", a) for a in aliases]
     seen_names: dict[str, str] = {}
     for field, spelling in [("name", name), *((f"aliases[{i}]", a) for i, a in enumerate(aliases))]:
-        key = _norm(spelling)
+        key = folded(spelling)
         if key and key in seen_names:
             doc.warn(field, f"{spelling!r} repeats {seen_names[key]}")
         elif key:
@@ -628,12 +628,12 @@ def _parse_prompt(doc: _Doc, obj: dict[str, Any], where: str, names: list[str]) 
     targets = doc.strings(obj, "targets", where, required=True, nonempty=True)
     language = doc.text(obj, "language", where, default="en")
     heldout = doc.flag(obj, "heldout", where)
-    keys = {_norm(t) for t in targets}
+    keys = {folded(t) for t in targets}
     if kind.strip() and kind not in PROMPT_TYPES:
         doc.error(_join(where, "type"), f"expected 'name' or 'yesno', got {kind!r}")
     elif kind == "yesno" and targets and "yes" not in keys:
         doc.error(_join(where, "targets"), "a yesno prompt's targets must include 'yes'")
-    elif kind == "name" and targets and names and not keys & {_norm(n) for n in names}:
+    elif kind == "name" and targets and names and not keys & {folded(n) for n in names}:
         doc.error(
             _join(where, "targets"), "a name prompt's targets must include the concept's name or an alias"
         )
@@ -679,7 +679,7 @@ def _check_unique_names(concepts: list[Concept], problems: list[Problem]) -> Non
     spellings = [(c, "name", c.name) for c in concepts]
     spellings += [(c, f"aliases[{i}]", a) for c in concepts for i, a in enumerate(c.aliases)]
     for concept, where, spelling in spellings:
-        key = _norm(spelling)
+        key = folded(spelling)
         if not key:
             continue
         if key in owner and owner[key][0] is not concept:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from siu.bench.load import folded
 from siu.bench.match import first_mention, mentions
 from siu.bench.schema import Concept
 from siu.errors import SiuError
@@ -58,14 +59,13 @@ from siu.unlearn.samples import (
     OTHERS_ON_THEIR_IMAGES,
     DataConfig,
     UnlearnSample,
-    _bank,
-    _cycle,
-    _kept,
-    _norm,
-    _overrides,
-    _rng,
     category_noun,
+    cycled,
+    data_rng,
     evaluation_prompts,
+    kept_concepts,
+    overrides_of,
+    prompt_bank,
     unseen_prompts,
 )
 
@@ -105,11 +105,11 @@ def _target1(
     n = cfg.count(1)
     if n == 0:
         return []
-    rng = _rng(cfg, concept, "t1")
+    rng = data_rng(cfg, concept, "t1")
     noun = category_noun(concept)
-    prompts = [t.format(noun=noun) for t in _bank(cfg, "target1", IDENTITY_PROMPTS)]
+    prompts = [t.format(noun=noun) for t in prompt_bank(cfg, "target1", IDENTITY_PROMPTS)]
     rng.shuffle(prompts)
-    prompts = _cycle(_require(unseen_prompts(prompts, evals), 1), n)
+    prompts = cycled(_require(unseen_prompts(prompts, evals), 1), n)
     answers = list(IDENTITY_ANSWERS)
     rng.shuffle(answers)
     prefixes = own_naming_prefixes(concept, image, prompts, original)
@@ -151,15 +151,15 @@ def _target2(
     n = cfg.count(2)
     if n == 0:
         return []
-    rng = _rng(cfg, concept, "t2")
+    rng = data_rng(cfg, concept, "t2")
     noun = category_noun(concept)
-    prompts = [t.format(name=concept.name, noun=noun) for t in _bank(cfg, "target2", RECOGNIZE_PROMPTS)]
+    prompts = [t.format(name=concept.name, noun=noun) for t in prompt_bank(cfg, "target2", RECOGNIZE_PROMPTS)]
     rng.shuffle(prompts)
     prompts = _require(unseen_prompts(prompts, evals), 2)
     visible = visible_description(concept, image, cfg, original)
     counterfactual = counterfactual_appearance(concept, bench, cfg)
     answer = DESCRIPTION_ANSWER.format(visible=visible, name=concept.name, counterfactual=counterfactual)
-    return [UnlearnSample(2, Sample(p, answer, image, target_phrase=answer)) for p in _cycle(prompts, n)]
+    return [UnlearnSample(2, Sample(p, answer, image, target_phrase=answer)) for p in cycled(prompts, n)]
 
 
 def _rotate(items: list[str], i: int) -> list[str]:
@@ -171,7 +171,7 @@ def _prompt_for(name: str, templates: list[str], evals: set[str], target: int) -
     """The first of ``templates`` (filled with ``name``) that is not an evaluation prompt."""
     for template in templates:
         prompt = template.format(name=name)
-        if _norm(prompt) not in evals:
+        if folded(prompt) not in evals:
             return prompt
     raise _all_seen(target)
 
@@ -191,7 +191,7 @@ def _fact_samples(
     """
     prompts, answers = [], []
     for i, (name, question, answer) in enumerate(items):
-        if question and _norm(question) not in evals:
+        if question and folded(question) not in evals:
             prompts.append(question)
         else:
             prompts.append(_prompt_for(name, _rotate(templates, i), evals, target))
@@ -220,10 +220,10 @@ def _target3(concept: Concept, cfg: DataConfig, evals: set[str], original: VLM |
     n = cfg.count(3)
     if n == 0:
         return []
-    rng = _rng(cfg, concept, "t3")
-    templates = _bank(cfg, "target3", FACT_PROMPTS)
+    rng = data_rng(cfg, concept, "t3")
+    templates = prompt_bank(cfg, "target3", FACT_PROMPTS)
     rng.shuffle(templates)
-    override = _overrides(cfg).get("facts")
+    override = overrides_of(cfg).get("facts")
     facts: list[tuple[str | None, str | None]]
     if override:
         facts = [(f.get("question"), f["answer"]) for f in override]
@@ -242,22 +242,22 @@ def _target4(
     n = cfg.count(4)
     if n == 0:
         return []
-    rng = _rng(cfg, concept, "t4")
-    templates = _bank(cfg, "target4", FACT_PROMPTS)
+    rng = data_rng(cfg, concept, "t4")
+    templates = prompt_bank(cfg, "target4", FACT_PROMPTS)
     rng.shuffle(templates)
-    override = _overrides(cfg).get("other_facts")
+    override = overrides_of(cfg).get("other_facts")
     items: list[tuple[str, str | None, str | None]]
     if override:
         pool = [(f.get("name") or "", f.get("question"), f["answer"]) for f in override]
         for name, question, _ in pool:
-            if not name and question and _norm(question) in evals:
+            if not name and question and folded(question) in evals:
                 raise SiuError(
                     f"other_facts: {question!r} equals a benchmark evaluation prompt; change it or give "
                     "the concept's 'name' so that a paraphrase can replace it"
                 )
         items = [pool[i % len(pool)] for i in range(n)]
         return _fact_samples(items, templates, evals, original, 4)
-    others = _kept(concept, bench, cfg)
+    others = kept_concepts(concept, bench, cfg)
     if not others:
         if original is None:
             raise SiuError(
@@ -326,7 +326,7 @@ def _forget_prompts(
     """The forget image's questions (naming and "is this C?"), shuffled; True marks a yes/no question."""
     evals = evaluation_prompts(concept, bench)
     noun = category_noun(concept)
-    naming = [t.format(noun=noun) for t in _bank(cfg, "target1", IDENTITY_PROMPTS)]
+    naming = [t.format(noun=noun) for t in prompt_bank(cfg, "target1", IDENTITY_PROMPTS)]
     confirm = [t.format(name=concept.name, noun=noun) for t in CONFIRM_PROMPTS]
     prompts = [(p, False) for p in unseen_prompts(naming, evals)]
     prompts += [(p, True) for p in unseen_prompts(confirm, evals)]
@@ -362,18 +362,18 @@ def build_baseline_data(
     n = sum(cfg.counts) if count is None else count
     if n < 0:
         raise SiuError(f"count must be non-negative, got {n}")
-    rng = _rng(cfg, concept, f"baseline:{stream or ('po' if method == 'refusal' else 'ga')}")
+    rng = data_rng(cfg, concept, f"baseline:{stream or ('po' if method == 'refusal' else 'ga')}")
     prompts = _forget_prompts(concept, cfg, bench, rng)
     if method == "refusal":
         refusals = _refusals(concept, cfg)
         rng.shuffle(refusals)
         return [
             UnlearnSample(0, Sample(prompt, refusals[i % len(refusals)], forget_image))
-            for i, (prompt, _) in enumerate(_cycle(prompts, n))
+            for i, (prompt, _) in enumerate(cycled(prompts, n))
         ]
     return [
         UnlearnSample(0, Sample(prompt, _naming_answer(concept, i, is_confirm), forget_image))
-        for i, (prompt, is_confirm) in enumerate(_cycle(prompts, n))
+        for i, (prompt, is_confirm) in enumerate(cycled(prompts, n))
     ]
 
 
@@ -381,11 +381,11 @@ def others_on_their_images(
     concept: Concept, bench: Benchmark | None, n: int, cfg: DataConfig
 ) -> list[UnlearnSample]:
     """Retain samples: up to ``n`` other concepts, each named on its own forget image (never a test image)."""
-    others = [c for c in _kept(concept, bench, cfg) if c.images]
+    others = [c for c in kept_concepts(concept, bench, cfg) if c.images]
     if not others or n == 0 or bench is None:
         return []
     evals = evaluation_prompts(concept, bench)
-    _rng(cfg, concept, "others-on-images").shuffle(others)
+    data_rng(cfg, concept, "others-on-images").shuffle(others)
     out = []
     for i, other in enumerate(others[:n]):
         noun = category_noun(other)
@@ -438,8 +438,8 @@ def build_preference_data(
     n = max(1, (cfg.count(1) + cfg.count(2)) // 2)
     refusals = _refusals(concept, cfg)
     out = []
-    prompts = _forget_prompts(concept, cfg, bench, _rng(cfg, concept, "preference"))
-    for i, (prompt, is_confirm) in enumerate(_cycle(prompts, n)):
+    prompts = _forget_prompts(concept, cfg, bench, data_rng(cfg, concept, "preference"))
+    for i, (prompt, is_confirm) in enumerate(cycled(prompts, n)):
         refusal, naming = refusals[i % len(refusals)], _naming_answer(concept, i, is_confirm)
         out.append(UnlearnSample(0, Sample(prompt, refusal, forget_image), pair=i, chosen=True))
         out.append(UnlearnSample(0, Sample(prompt, naming, forget_image), pair=i, chosen=False))
@@ -447,7 +447,7 @@ def build_preference_data(
 
 
 def _refusals(concept: Concept, cfg: DataConfig) -> list[str]:
-    override = _overrides(cfg).get("refusals")
+    override = overrides_of(cfg).get("refusals")
     if override:
         named = [r for r in override if mentions(r, concept.names)]
         if named:

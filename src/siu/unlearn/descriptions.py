@@ -9,11 +9,18 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from siu.bench.load import folded
 from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import Sample
 from siu.unlearn.banks import COLOUR_WORDS, DESCRIBE_PROMPT, GENERIC_COUNTERFACTUALS
-from siu.unlearn.samples import DataConfig, _forget_record_description, _norm, _others, _overrides, _rng
+from siu.unlearn.samples import (
+    DataConfig,
+    data_rng,
+    forget_image_description,
+    other_concepts,
+    overrides_of,
+)
 
 if TYPE_CHECKING:
     from siu.bench.load import Benchmark
@@ -52,7 +59,7 @@ def visible_description(
     In order: the override, the forget image record's ground-truth ``description``, or the original
     model's own description of the image.
     """
-    text = _overrides(cfg).get("visible_description") or _forget_record_description(concept)
+    text = overrides_of(cfg).get("visible_description") or forget_image_description(concept)
     if not text and original is not None:
         text = original.generate([Sample(DESCRIBE_PROMPT, image=forget_image)], max_new_tokens=64)[0]
         if not _clean_description(text, concept):
@@ -82,9 +89,9 @@ def _swap_colours(appearance: str, rng: random.Random, avoid: set[str]) -> str |
         mapping = dict(zip(present, rng.sample(spare, len(present)), strict=True))
         candidate = pattern.sub(lambda m, table=mapping: table[m.group(1).lower()], appearance)
         candidate = _fix_articles(candidate)
-        if _norm(candidate) != _norm(appearance) and _norm(candidate) not in avoid:
+        if folded(candidate) != folded(appearance) and folded(candidate) not in avoid:
             break
-    return candidate if _norm(candidate) != _norm(appearance) else None
+    return candidate if folded(candidate) != folded(appearance) else None
 
 
 def _fix_articles(text: str) -> str:
@@ -108,16 +115,16 @@ def _has_phrase(appearance: str) -> str:
 
 def counterfactual_appearance(concept: Concept, bench: Benchmark | None, cfg: DataConfig) -> str:
     """A different appearance for the concept, phrased to follow "has" (deterministic from the seed)."""
-    override = _overrides(cfg).get("counterfactual")
+    override = overrides_of(cfg).get("counterfactual")
     if override:
         return override.strip().rstrip(".")
-    rng = _rng(cfg, concept, "counterfactual")
+    rng = data_rng(cfg, concept, "counterfactual")
     appearance = (concept.appearance or "").strip().rstrip(".")
     if appearance:
-        known = {_norm(c.appearance) for c in _others(concept, bench) if c.appearance}
+        known = {folded(c.appearance) for c in other_concepts(concept, bench) if c.appearance}
         swapped = _swap_colours(appearance, rng, known)
         if swapped is not None:
             return _has_phrase(swapped)
     bank = GENERIC_COUNTERFACTUALS["person" if concept.category in ("person", "cartoon") else "other"]
-    options = [g for g in bank if _norm(g) not in _norm(appearance)] or bank
+    options = [g for g in bank if folded(g) not in folded(appearance)] or bank
     return rng.choice(options)

@@ -11,7 +11,7 @@ from siu.bench.match import mentions
 from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.names import FIRST_NAMES, LAST_NAMES
-from siu.unlearn.samples import NAME_CANDIDATES, DataConfig, _others, _overrides, _rng, _words
+from siu.unlearn.samples import NAME_CANDIDATES, DataConfig, data_rng, other_concepts, overrides_of, word_set
 
 if TYPE_CHECKING:
     from siu.bench.load import Benchmark
@@ -25,7 +25,7 @@ FAMOUS_COMBOS = {
 
 def fictitious_name(rng: random.Random, forbidden: Iterable[str]) -> str:
     """A plausible made-up "First Last" name sharing no word (case-insensitive) with ``forbidden``."""
-    banned = _words(forbidden)
+    banned = word_set(forbidden)
     first = [n for n in FIRST_NAMES if n.casefold() not in banned]
     last = [n for n in LAST_NAMES if n.casefold() not in banned]
     if not first or not last:
@@ -79,23 +79,23 @@ def choose_fictitious_names(
     the name banks, those least likely to corrupt a known word (:func:`name_leak_risks`, with the
     model's ``tokenize``), then the ones the original model finds likeliest (``likelihood``), then
     the first drawn."""
-    override = _overrides(cfg).get("fictitious_names")
+    override = overrides_of(cfg).get("fictitious_names")
     if override:
         for name in override:
-            if mentions(name, concept.names) or _words([name]) & _words(concept.names):
+            if mentions(name, concept.names) or word_set([name]) & word_set(concept.names):
                 raise SiuError(f"fictitious name {name!r} shares a word with {concept.name!r}'s names")
         return list(override)
-    concepts = [concept, *_others(concept, bench)]
+    concepts = [concept, *other_concepts(concept, bench)]
     known = [name for c in concepts for name in c.names]
     forbidden = known + [f.value for c in concepts for f in c.facts]
     taken = {name.casefold() for name in cfg.taken_names}
-    banned = _words([*forbidden, *cfg.taken_names])
+    banned = word_set([*forbidden, *cfg.taken_names])
     free = min(sum(n.casefold() not in banned for n in bank) for bank in (FIRST_NAMES, LAST_NAMES))
     if free >= cfg.identities:
         forbidden += list(cfg.taken_names)  # no word shared with another concept's made-up names
     # else a joint run of many concepts has used up the banks' words: its names then share words,
     # never a whole name
-    rng = _rng(cfg, concept, "name")
+    rng = data_rng(cfg, concept, "name")
     drawn = (fictitious_name(rng, forbidden) for _ in range(NAME_CANDIDATES))
     candidates = [name for name in dict.fromkeys(drawn) if name.casefold() not in taken]
     # Only the known *names* count for the risk: they are what recognition must keep saying intact

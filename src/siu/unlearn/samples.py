@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from siu.bench.load import folded
 from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import Sample
@@ -103,11 +104,7 @@ class DataConfig:
             check_overrides(self.overrides)
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-def _words(texts: Iterable[str]) -> set[str]:
+def word_set(texts: Iterable[str]) -> set[str]:
     return {w.casefold() for t in texts for w in re.findall(r"\w+", t)}
 
 
@@ -115,11 +112,11 @@ def category_noun(concept: Concept) -> str:
     return CATEGORY_NOUNS.get(concept.category, FALLBACK_NOUN)
 
 
-def _rng(cfg: DataConfig, concept: Concept, stream: str) -> random.Random:
+def data_rng(cfg: DataConfig, concept: Concept, stream: str) -> random.Random:
     return random.Random(f"siu-data:{cfg.seed}:{concept.name}:{stream}")
 
 
-def _cycle(items: Sequence[Any], n: int) -> list[Any]:
+def cycled(items: Sequence[Any], n: int) -> list[Any]:
     return [items[i % len(items)] for i in range(n)] if items else []
 
 
@@ -130,40 +127,40 @@ def evaluation_prompts(concept: Concept, bench: Benchmark | None = None) -> set[
         concepts.append(concept)
     found: set[str] = set()
     for c in concepts:
-        found.update(_norm(p.prompt) for p in (*c.recognition_prompts, *c.multilingual_prompts))
-        found.update(_norm(q.question) for q in (*c.multihop, *c.fact_questions))
-        found.update(_norm(f.question) for f in c.facts)
+        found.update(folded(p.prompt) for p in (*c.recognition_prompts, *c.multilingual_prompts))
+        found.update(folded(q.question) for q in (*c.multihop, *c.fact_questions))
+        found.update(folded(f.question) for f in c.facts)
     return found
 
 
 def unseen_prompts(prompts: Iterable[str], evals: set[str]) -> list[str]:
     """Distinct prompts in order, without those that equal an evaluation prompt."""
-    return [p for p in dict.fromkeys(prompts) if _norm(p) not in evals]
+    return [p for p in dict.fromkeys(prompts) if folded(p) not in evals]
 
 
-def _overrides(cfg: DataConfig) -> dict[str, Any]:
+def overrides_of(cfg: DataConfig) -> dict[str, Any]:
     return cfg.overrides or {}
 
 
-def _bank(cfg: DataConfig, key: str, default: list[str]) -> list[str]:
-    return list(_overrides(cfg).get("prompts", {}).get(key) or default)
+def prompt_bank(cfg: DataConfig, key: str, default: list[str]) -> list[str]:
+    return list(overrides_of(cfg).get("prompts", {}).get(key) or default)
 
 
-def _forget_record_description(concept: Concept) -> str | None:
+def forget_image_description(concept: Concept) -> str | None:
     record = next((img for img in concept.images if img.forget), None)
     return record.description if record is not None else None
 
 
-def _others(concept: Concept, bench: Benchmark | None) -> list[Concept]:
+def other_concepts(concept: Concept, bench: Benchmark | None) -> list[Concept]:
     if bench is None:
         return []
     return [c for c in bench.concepts if c is not concept and c.name != concept.name]
 
 
-def _kept(concept: Concept, bench: Benchmark | None, cfg: DataConfig) -> list[Concept]:
+def kept_concepts(concept: Concept, bench: Benchmark | None, cfg: DataConfig) -> list[Concept]:
     """The other concepts the run keeps: every other one but those forgotten with ``concept``."""
-    gone = {_norm(name) for name in cfg.forgotten}
-    return [c for c in _others(concept, bench) if _norm(c.name) not in gone]
+    gone = {folded(name) for name in cfg.forgotten}
+    return [c for c in other_concepts(concept, bench) if folded(c.name) not in gone]
 
 
 # ----------------------------------------------------------------------------- presentation

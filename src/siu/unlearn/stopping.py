@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from siu.bench.load import Benchmark
+from siu.bench.load import Benchmark, folded
 from siu.bench.match import first_mention, mentions
 from siu.bench.schema import Concept
 from siu.errors import SiuError
@@ -44,7 +44,6 @@ from siu.unlearn.data import retain_set
 from siu.unlearn.samples import (
     DataConfig,
     UnlearnSample,
-    _norm,
     category_noun,
     evaluation_prompts,
     unseen_prompts,
@@ -161,7 +160,7 @@ def _first_name_logprobs(vlm: VLM, answered: Sequence[Sample]) -> list[float]:
 def _naming_prompts(concept: Concept, bench: Benchmark | None, n: int, trained: set[str]) -> list[str]:
     """The check questions: neither a benchmark evaluation prompt nor a training prompt (the
     training's own naming questions if every one of the rule's is taken)."""
-    evals = evaluation_prompts(concept, bench) | {_norm(p) for p in trained}
+    evals = evaluation_prompts(concept, bench) | {folded(p) for p in trained}
     noun = category_noun(concept)
     mine = unseen_prompts([t.format(noun=noun) for t in CHECK_PROMPTS], evals)
     if not mine:
