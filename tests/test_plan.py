@@ -80,6 +80,24 @@ def test_plan_is_within_15_percent_of_the_measured_peak(
     assert estimate.weights > 0 and estimate.state > 0 and estimate.activations > 0
 
 
+def test_a_rounded_mlp_width_keeps_the_plan_within_15_percent(tmp_path: Path) -> None:
+    """A copy rounds an MLP width that K does not divide: a LLaVA whose language MLP is 514 wide
+    (copies 128 and 257 wide instead of 128.5 and 257) is planned as well as one whose MLP divides."""
+    import dataclasses
+
+    shape = dataclasses.replace(WIDE, text_intermediate=514)
+    out = tmp_path / "llava-514"
+    torch.manual_seed(0)
+    tokenizer = tiny_llava.train_tokenizer(corpus(), vocab_size=400)
+    tiny_llava.build_model(tokenizer, shape).save_pretrained(out)
+    tiny_llava.build_processor(tokenizer, shape).save_pretrained(out)
+    cfg = UnlearnConfig(batch_size=4, steps=3)
+    estimate = plan(out, cfg, torch.float32, concept=CONCEPT, log=lambda *_: None)
+    assert [p.k for p in estimate.proxies] == [4, 2]
+    measured = measured_peak(out, cfg, torch.float32)
+    assert abs(estimate.total - measured) <= 0.15 * measured, (estimate.total, measured)
+
+
 def test_checkpointing_and_micro_batches_lower_the_plan(wide_llava: Path) -> None:
     plain = plan(wide_llava, UnlearnConfig(batch_size=8), torch.float32, log=lambda *_: None)
     saving = plan(
@@ -149,6 +167,9 @@ def test_reduced_copies_keep_every_family_valid() -> None:
     )  # fmt: skip
     from siu.unlearn.plan import _model_class
 
+    # Idefics3's vision MLP (4304 = 16 x 269) is rounded, so its copies are as narrow as LLaVA's
+    assert proxy_divisors(idefics) == proxy_divisors(llava) == [64, 32]
+    assert shrink_config(idefics, 64).vision_config.intermediate_size == 67  # 67.25
     for config in (llava, qwen, idefics):
         ks = proxy_divisors(config)
         assert len(ks) == 2 and ks[0] > ks[1] > 1

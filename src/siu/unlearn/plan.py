@@ -52,6 +52,10 @@ MEASURED_STEPS = 2  # the first step allocates AdamW's moments; the second runs 
 ANSWER_TOKENS = 64  # SIU's longest answers (target 2) on LLaVA-1.5: about 40-90 tokens
 STAND_IN_IMAGE = (1024, 768)
 WIDTH_KEYS = ("hidden_size", "intermediate_size", "embed_dim", "projection_dim")
+# MLP widths tie to no head or residual width, so a copy may round them: Idefics3's vision MLP (4304
+# = 16 x 269) would otherwise hold its copies to 1/16 of the width, hours of bfloat16 on a CPU. The
+# rounding moves that one layer's activations by under 1% (4304 / 64 = 67.25 -> 67).
+ROUNDED_KEYS = ("intermediate_size",)
 QUANT_BYTES = {"4bit": 4.127 / 8, "8bit": 1.0}  # NF4 + double-quantised absmax; int8 (+ row scales)
 
 
@@ -171,8 +175,8 @@ def _split(k: int, heads: int, kv_heads: int) -> int:
 
 def shrink_config(config: Any, k: int) -> Any | None:
     """A copy of ``config`` with every width divided by ``k`` (depth, vocabulary and image geometry
-    kept): fewer attention heads where the head counts allow, narrower heads for the rest. None when
-    ``k`` does not divide the widths evenly."""
+    kept): fewer attention heads where the head counts allow, narrower heads for the rest; MLP widths
+    rounded to the nearest whole number. None when ``k`` does not divide the other widths evenly."""
     if k == 1:
         return copy.deepcopy(config)
     new = copy.deepcopy(config)
@@ -192,9 +196,9 @@ def shrink_config(config: Any, k: int) -> Any | None:
             value = getattr(sub, key, None)
             if key == "head_dim" or not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 continue
-            if value % k:
+            if value % k and key not in ROUNDED_KEYS:
                 return None
-            setattr(sub, key, value // k)
+            setattr(sub, key, max(1, round(value / k)))
         setattr(sub, head_key, heads // k_heads)
         if getattr(sub, "num_key_value_heads", None):
             sub.num_key_value_heads = kv // k_heads
