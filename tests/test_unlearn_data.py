@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from siu.bench.load import Benchmark, load_benchmark
+from siu.bench.load import Benchmark, folded, load_benchmark
 from siu.bench.match import mentions
 from siu.bench.schema import Concept
 from siu.errors import SiuError
@@ -515,3 +515,18 @@ def test_siu_data_with_other_concepts_on_their_own_pictures(
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(SiuError, match="others_pictures"):
             DataConfig(others_pictures=bad).check()  # type: ignore[arg-type]
+
+
+def test_a_held_out_prompt_in_another_unicode_form_stays_held_out() -> None:
+    """Training prompts that equal an evaluation prompt are left out, whatever their Unicode form,
+    spacing or case: "café" composed (NFC) and decomposed (NFD) are the same prompt."""
+    import unicodedata
+
+    from siu.unlearn.samples import unseen_prompts
+
+    held_out = "Who is at the café in this picture?"
+    evals = {folded(held_out)}
+    nfd = unicodedata.normalize("NFD", held_out)
+    assert nfd != held_out
+    kept = unseen_prompts([nfd, "  who IS at the CAFÉ in this  picture?", "Who is this?"], evals)
+    assert kept == ["Who is this?"]
