@@ -444,12 +444,8 @@ def test_forget_and_retain_sets_use_the_one_image_and_other_concepts_forget_imag
     assert all(mentions(s.sample.answer, concept.names) for s in forget)
     assert [s.target for s in retain].count(3) == 2 and [s.target for s in retain].count(4) == 3
     pictured = [s for s in retain if s.sample.image is not None]
-    others = [c for c in bench.concepts if c.slug != concept.slug]
-    assert len(pictured) == min(3, len(others))
-    forget_pictures = {bench.load_image(c, c.forget_image).tobytes(): c for c in others}
-    for s in pictured:  # each another concept, named, on its own forget image (never a test image)
-        other = forget_pictures[s.sample.image.tobytes()]
-        assert mentions(s.sample.answer, other.names) and not mentions(s.sample.answer, concept.names)
+    assert len(pictured) == min(3, len(bench.concepts) - 1)
+    assert_others_named_on_their_forget_images(pictured, bench, concept)
     pairs = build_preference_data(concept, image, bench, cfg)
     chosen = {s.pair: s for s in pairs if s.pair >= 0 and s.chosen}
     rejected = {s.pair: s for s in pairs if s.pair >= 0 and not s.chosen}
@@ -458,6 +454,22 @@ def test_forget_and_retain_sets_use_the_one_image_and_other_concepts_forget_imag
         assert chosen[k].sample.prompt == rejected[k].sample.prompt
         assert not mentions(chosen[k].sample.answer, concept.names)
         assert mentions(rejected[k].sample.answer, concept.names)
+
+
+def assert_others_named_on_their_forget_images(
+    data: list[UnlearnSample], bench: Benchmark, concept: Concept
+) -> list[str]:
+    """Each sample shows another concept's own forget image (never a test image) and names that
+    concept, not ``concept``; the slugs of the concepts shown, in order."""
+    others = [c for c in bench.concepts if c.slug != concept.slug]
+    forget_pictures = {bench.load_image(c, c.forget_image).tobytes(): c for c in others}
+    shown = []
+    for s in data:
+        assert s.sample.image is not None
+        other = forget_pictures[s.sample.image.tobytes()]
+        assert mentions(s.sample.answer, other.names) and not mentions(s.sample.answer, concept.names)
+        shown.append(other.slug)
+    return shown
 
 
 def test_views_keep_pairs_together_and_leave_retain_pictures_alone(
@@ -487,15 +499,10 @@ def test_siu_data_with_other_concepts_on_their_own_pictures(
     data = build_siu_data(concept, image, bench, DataConfig(others_pictures=2))
     assert data[: len(plain)] == plain  # the four targets are unchanged; the pictures come after them
     added = data[len(plain) :]
+    assert all(s.target == OTHERS_ON_THEIR_IMAGES and s.role == "retain" for s in added)
+    named = assert_others_named_on_their_forget_images(added, bench, concept)
     others = [c for c in bench.concepts if c.slug != concept.slug]
-    forget_pictures = {bench.load_image(c, c.forget_image).tobytes(): c for c in others}
-    named = set()
-    for s in added:  # each another concept, named, on its own forget image (never a test image)
-        assert s.target == OTHERS_ON_THEIR_IMAGES and s.role == "retain"
-        other = forget_pictures[s.sample.image.tobytes()]  # type: ignore[union-attr]
-        assert mentions(s.sample.answer, other.names) and not mentions(s.sample.answer, concept.names)
-        named.add(other.slug)
-    assert len(added) == len(named) == 2
+    assert len(added) == len(set(named)) == 2
     records = dataset_record(data)  # run.json says whose picture it is
     assert [r["image"] for r in records[len(plain) :]] == ["another concept's forget image"] * 2
     assert "another's" in format_dataset(data)
