@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from siu.eval.judges import RUBRIC, judge_prompt
-from siu.eval.metrics import EvalConfig, _g_eval, _mia_paper, special_token_pieces
+from siu.eval.leakage import mia_paper, special_token_pieces
+from siu.eval.metrics import _g_eval
+from siu.eval.probes import EvalConfig
 from siu.models.adapter import Sample
 
 
@@ -27,7 +29,7 @@ class _Questions:
 def _mia(original_answers: list[str], answers: list[str], mine: list[list[float]], theirs: list[float]):
     probes = SimpleNamespace(multihop=[(Sample(f"q{k}?"), None, []) for k in range(len(answers))])
     side = SimpleNamespace(question_min_k=theirs, answers={"multihop": original_answers})
-    return _mia_paper(_Questions(mine), probes, side, answers, EvalConfig())  # type: ignore[arg-type]
+    return mia_paper(_Questions(mine), probes, side, answers, EvalConfig())  # type: ignore[arg-type]
 
 
 def test_mia_scores_each_answer_against_the_original_answer_to_the_same_question() -> None:

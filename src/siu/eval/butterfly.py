@@ -18,7 +18,7 @@ from siu.bench.match import mentions
 from siu.bench.schema import Concept
 from siu.models.adapter import Sample
 
-Probe = tuple[Sample, str | None, list[str]]  # (sample, image file, targets), as in siu.eval.metrics
+Probe = tuple[Sample, str | None, list[str]]  # (sample, image file, targets), as in siu.eval.probes
 
 
 @dataclass

@@ -7,7 +7,6 @@ judge means no ``g_eval`` (reported missing, with the reason); no retain model m
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,20 +16,17 @@ import torch
 from siu.bench.load import Benchmark
 from siu.bench.match import mentions
 from siu.bench.schema import Concept
-from siu.eval.attacks import PERTURBATIONS, QUANT_BITS, quantised, relearn_samples, relearned
-from siu.eval.butterfly import ButterflyProbes, butterfly_figures, butterfly_probes
+from siu.eval.attacks import PERTURBATIONS, QUANT_BITS, quantised, relearned
+from siu.eval.butterfly import butterfly_figures
 from siu.eval.judges import Judge
+from siu.eval.leakage import MIA_RATIO, MIN_K, c_dis, mia_auc, mia_paper, special_token_pieces
+from siu.eval.probes import MEMBER_TEXT, EvalConfig, Probe, Probes, build_probes
 from siu.eval.scores import (
-    auc,
-    c_dis_distance,
     diversity,
-    loss_score,
-    min_k_plus_plus,
+    mean_of,
     min_k_prob,
     per_answer_perplexity,
     pooled_perplexity,
-    rouge_l_recall,
-    zlib_score,
 )
 from siu.models.adapter import VLM, Sample
 from siu.unlearn.losses import vocab_mask_for_names
@@ -90,9 +86,6 @@ METRICS: dict[str, tuple[str, str]] = {
         "the same question on B's own pictures, C absent (the butterfly effect's control)",
     ),
 }
-MIN_K = 0.4
-MIA_RATIO = 1.15
-MIA_RECALL_FLOOR = 0.1  # the authors count a ROUGE-L recall at or below this as 0 and leave it out
 RECOGNISED_MIN = 0.5  # below this share of naming answers the original does not know C
 # key -> the original model's value by definition (it is the reference of these figures)
 BY_DEFINITION = {
@@ -103,28 +96,6 @@ BY_DEFINITION = {
     "specificity_facts": 1.0,
     "mia_rouge_l": 1.0,
 }
-MEMBER_TEXT = "This is {}."  # the answer whose likelihood on C's pictures the AUC attacks score
-
-Probe = tuple[Sample, str | None, list[str]]  # (sample, image file, targets)
-
-
-@dataclass
-class EvalConfig:
-    test_images: int | None = None  # held-out images of C used; None: all of them (as the paper)
-    other_images: int = 8  # recognition questions per other concept (specificity)
-    batch_size: int = 32
-    # long enough that few answers hit it (a late mention of C would be missed); the share of answers
-    # cut at the limit is reported as answers_at_limit
-    max_new_tokens: int = 48
-    # the other concepts forgotten with C (a forget set, ``siu eval --concept A,B,C``): specificity is
-    # about the concepts kept, the MIA's non-member answers name a kept concept, and the butterfly
-    # effect asks for kept partners only
-    forgotten: tuple[str, ...] = ()
-
-
-def _mean(values: Sequence[float]) -> float:
-    values = [v for v in values if not math.isnan(v)]
-    return sum(values) / len(values) if values else float("nan")
 
 
 def _ratio(after: float, before: float) -> float:
@@ -132,7 +103,7 @@ def _ratio(after: float, before: float) -> float:
 
 
 def _share(hits: Sequence[bool]) -> float:
-    return _mean([float(h) for h in hits])
+    return mean_of([float(h) for h in hits])
 
 
 def _em(hits: Sequence[bool]) -> float:
@@ -159,123 +130,6 @@ def _records(
             }
         )
     return hits, records
-
-
-@dataclass
-class Probes:
-    """Every question of one concept's evaluation, built from the benchmark alone (no model)."""
-
-    efficacy: list[Probe]
-    generality: list[Probe]
-    heldout: list[bool]  # per generality probe: its phrasing is one the training never saw
-    named: list[int]  # generality probes that ask for a name (not yes/no)
-    facts: list[Probe]
-    multilingual: list[Probe]
-    multihop: list[Probe]
-    attacked: list[tuple[str, Probe]]
-    c_dis_prompt: str
-    c_dis_images: list[str]
-    c_dis: list[Sample]
-    members: list[Sample]
-    controls: list[Sample]
-    specificity: list[tuple[str, Probe]]
-    relearn: list[Sample]
-    butterfly: ButterflyProbes = field(default_factory=ButterflyProbes)
-
-    @property
-    def name_probes(self) -> list[Probe]:
-        return [self.generality[i] for i in self.named]
-
-
-def build_probes(bench: Benchmark, concept: Concept, cfg: EvalConfig) -> Probes:
-    forget = concept.forget_image
-    forget_image = bench.load_image(concept, forget)
-    tests = concept.test_images
-    if not tests:
-        raise ValueError(f"concept {concept.name!r} has no test images")
-    n_tests = len(tests) if cfg.test_images is None else min(cfg.test_images, len(tests))
-    images = [(r.file, bench.load_image(concept, r)) for r in tests[:n_tests]]
-    prompts = concept.recognition_prompts
-    efficacy = [(Sample(p.prompt, image=forget_image), forget.file, p.targets) for p in prompts]
-    # prompts cycled over the test images: every image and every prompt at least once
-    n = max(len(prompts), n_tests)
-    generality = [
-        (Sample(prompts[k % len(prompts)].prompt, image=images[k % n_tests][1]), images[k % n_tests][0],
-         prompts[k % len(prompts)].targets)
-        for k in range(n)
-    ]  # fmt: skip
-    heldout = [prompts[k % len(prompts)].heldout for k in range(n)]
-    named = [k for k, p in enumerate(generality) if any(t.strip().lower() != "yes" for t in p[2])]
-    name_prompt = next((p for p in prompts if any(t.strip().lower() != "yes" for t in p.targets)), prompts[0])
-    facts: list[Probe] = [(Sample(q.question), None, q.answers) for q in concept.fact_questions]
-    multilingual = [
-        (Sample(p.prompt, image=images[k % n_tests][1]), images[k % n_tests][0], p.targets)
-        for k, p in enumerate(concept.multilingual_prompts)
-    ]
-    multihop = [
-        (Sample(q.question, image=images[k % n_tests][1]), images[k % n_tests][0], q.answers)
-        for k, q in enumerate(concept.multihop)
-    ]
-    attacked = [
-        (kind, (Sample(generality[i][0].prompt, image=perturb(generality[i][0].image)),
-                f"{generality[i][1]} ({kind})", generality[i][2]))
-        for kind, perturb in PERTURBATIONS.items()
-        for i in named
-    ]  # fmt: skip
-    # Members: C's own held-out pictures with the answer naming C; non-members: the same pictures and
-    # question with the answer naming another concept (one of each per name question). A model that
-    # still ties C's pictures to C's name separates them (AUC near 1); one that never saw C's pictures
-    # (the retain model) knows every name but has nothing to tie them to (near 0.5). The names differ
-    # in length and pieces, so zlib's normalisation and Min-K%'s token choice make each score its own.
-    kept = [c for c in bench.concepts if c.slug != concept.slug and c.slug not in cfg.forgotten]
-    others = kept or [c for c in bench.concepts if c.slug != concept.slug]
-    members, controls = [], []
-    for k, i in enumerate(named):
-        sample = generality[i][0]
-        members.append(Sample(sample.prompt, MEMBER_TEXT.format(concept.name), sample.image))
-        controls.append(Sample(sample.prompt, MEMBER_TEXT.format(others[k % len(others)].name), sample.image))
-    specificity: list[tuple[str, Probe]] = []
-    for other in kept:
-        for k, record in enumerate(other.test_images[: cfg.other_images]):
-            p = other.recognition_prompts[k % len(other.recognition_prompts)]
-            image = bench.load_image(other, record)
-            specificity.append(("recognition", (Sample(p.prompt, image=image), record.file, p.targets)))
-        specificity += [("facts", (Sample(q.question), None, q.answers)) for q in other.fact_questions]
-    for item in bench.specificity:
-        image = bench.load_specificity_image(item)
-        specificity.append(("vqa", (Sample(item.question, image=image), item.image, item.answers)))
-    return Probes(
-        efficacy=efficacy,
-        generality=generality,
-        heldout=heldout,
-        named=named,
-        facts=facts,
-        multilingual=multilingual,
-        multihop=multihop,
-        attacked=attacked,
-        c_dis_prompt=name_prompt.prompt,
-        c_dis_images=[f for f, _ in images],
-        c_dis=[Sample(name_prompt.prompt, image=im) for _, im in images],
-        members=members,
-        controls=controls,
-        specificity=specificity,
-        relearn=relearn_samples(concept, bench),
-        butterfly=butterfly_probes(bench, concept, cfg.forgotten),
-    )
-
-
-def special_token_pieces(tokenizer: Any, tokens: Sequence[str]) -> dict[str, tuple[str, int]]:
-    """Special token -> (its first sub-token as text, id): the first piece of the token written after a
-    space, skipping a piece that is only a space marker (SIU.md section 7, C-Dis)."""
-    special = set(tokenizer.all_special_ids)
-    found: dict[str, tuple[str, int]] = {}
-    for token in tokens:
-        for i in tokenizer.encode(" " + token, add_special_tokens=False):
-            if i in special or not tokenizer.decode([i]).strip():
-                continue
-            found[token] = (tokenizer.convert_ids_to_tokens(i), i)
-            break
-    return found
 
 
 class _Generator:
@@ -337,7 +191,7 @@ def _g_eval(
         for p, a, s in zip(probes, answers, scores, strict=True)
     ]  # fmt: skip
     scored = [float(s) for s in scores if s is not None]
-    return (_mean(scored) if scored else None), len(scores) - len(scored), records
+    return (mean_of(scored) if scored else None), len(scores) - len(scored), records
 
 
 def _fluency_logprobs(vlm: VLM, concept: Concept, samples: Sequence[Sample], cfg: EvalConfig) -> list[Any]:
@@ -373,7 +227,7 @@ def original_side(
     values["efficacy_em"] = _em(_records("efficacy_em", pr.efficacy, answers["efficacy"])[0])
     hits, _ = _records("generality_em", pr.generality, answers["generality"])
     values["generality_em"] = _em(hits)
-    values["diversity"] = _mean([diversity(a) for a in answers["generality"]])
+    values["diversity"] = mean_of([diversity(a) for a in answers["generality"]])
     values["fact_retention"] = _share(_records("fact_retention", pr.facts, answers["facts"])[0])
     for key in ("multilingual", "multihop"):
         values[f"jailbreak_{key}"] = _share(_records(f"jailbreak_{key}", getattr(pr, key), answers[key])[0])
@@ -399,7 +253,7 @@ def original_side(
         min_k_prob(lp, MIN_K)
         for lp in original.question_logprobs([s for s, _, _ in pr.multihop], batch_size=cfg.batch_size)
     ]
-    mia = _mia_auc(original, pr.members, pr.controls, cfg)
+    mia = mia_auc(original, pr.members, pr.controls, cfg)
     values.update(mia)
 
     attacked = [p for _, p in pr.attacked]
@@ -493,7 +347,7 @@ def evaluate_concept(
     answers = gen([s for s, _, _ in pr.generality])
     hits = add("generality_em", pr.generality, answers)
     out["generality_em"] = _em(hits)
-    out["diversity"] = _mean([diversity(a) for a in answers])
+    out["diversity"] = mean_of([diversity(a) for a in answers])
     unseen = [k for k, h in enumerate(pr.heldout) if h]
     if unseen:
         out["attack_unseen_phrasing"] = _share([hits[k] for k in unseen])
@@ -522,7 +376,7 @@ def evaluate_concept(
             warnings.append(f"the judge gave no score for {unscored} of {len(answers)} answers (left out)")
 
     step("c_dis")
-    out.update(_c_dis(unlearned, pr, side, cfg, same_tokenizer, missing))
+    out.update(c_dis(unlearned, pr, side, cfg, same_tokenizer, missing))
 
     step("fluency")
     if same_tokenizer:
@@ -546,7 +400,7 @@ def evaluate_concept(
     out["jailbreak_multihop"] = _share(add("jailbreak_multihop", pr.multihop, multihop_answers))
 
     step("membership inference")
-    paper, paper_records = _mia_paper(unlearned, pr, side, multihop_answers, cfg)
+    paper, paper_records = mia_paper(unlearned, pr, side, multihop_answers, cfg)
     records.extend(paper_records)
     out.update(paper)
     if out["mia_rouge_l"] is None:
@@ -555,10 +409,10 @@ def evaluate_concept(
             f"{out['mia_answered_by_original']} the original answered, of {out['mia_questions']}): the "
             f"unlearned model's Min-K% of every question moved by more than x{MIA_RATIO}"
         )
-    out.update(_mia_auc(unlearned, pr.members, pr.controls, cfg))
+    out.update(mia_auc(unlearned, pr.members, pr.controls, cfg))
     out["mia_auc_original"] = dict(side.mia_auc)
     if retain is not None:
-        out["mia_auc_retain"] = _mia_auc(retain, pr.members, pr.controls, cfg)
+        out["mia_auc_retain"] = mia_auc(retain, pr.members, pr.controls, cfg)
     else:
         missing["mia_auc_retain"] = (
             "no retain model given (--retain; `siu world pretrain --without C` makes one)"
@@ -650,105 +504,6 @@ def _butterfly(
     return {"butterfly_pair": mine["pair"], "butterfly_alone": mine["alone"], "butterfly": figures}
 
 
-def _c_dis(
-    unlearned: VLM,
-    pr: Probes,
-    side: OriginalSide,
-    cfg: EvalConfig,
-    same_tokenizer: bool,
-    missing: dict[str, str],
-) -> dict[str, Any]:
-    """C-Dis as the authors compute it: per test image and special token, the distance of its first
-    sub-token's probabilities over every prompt position; the mean over both."""
-    if not same_tokenizer:
-        missing["c_dis"] = "the model's tokenizer differs from the original's: no token comparison"
-        return {"c_dis": None}
-    if not side.c_dis_pieces:
-        missing["c_dis"] = "none of the concept's special tokens has a sub-token in the tokenizer"
-        return {"c_dis": None}
-    ids = [i for _, i in side.c_dis_pieces.values()]
-    mine = unlearned.prompt_token_logprobs(pr.c_dis, ids, batch_size=cfg.batch_size)
-    if any(a.shape != b.shape for a, b in zip(mine, side.c_dis_logprobs, strict=True)):
-        missing["c_dis"] = "the model encodes the prompt to another length than the original"
-        return {"c_dis": None}
-    per_token = {
-        token: [c_dis_distance(o[:, j], u[:, j]) for o, u in zip(side.c_dis_logprobs, mine, strict=True)]
-        for j, token in enumerate(side.c_dis_pieces)
-    }
-    return {
-        "c_dis": _mean([d for ds in per_token.values() for d in ds]),
-        "c_dis_detail": {
-            "prompt": pr.c_dis_prompt,
-            "images": pr.c_dis_images,
-            "positions": int(side.c_dis_logprobs[0].shape[0]) if side.c_dis_logprobs else 0,
-            "tokens": {
-                token: {"piece": piece, "id": i, "mean_distance": _mean(per_token[token])}
-                for token, (piece, i) in side.c_dis_pieces.items()
-            },
-        },
-    }
-
-
-def _mia_paper(
-    unlearned: VLM,
-    pr: Probes,
-    side: OriginalSide,
-    answers: Sequence[str],  # the unlearned model's answers to pr.multihop
-    cfg: EvalConfig,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The paper's protocol on questions about C's facts asked through the picture (multi-hop): keep a
-    question when the ratio of its Min-K% (k=40%) under the two models lies in (1/1.15, 1.15); then
-    ROUGE-L recall of the unlearned model's answer against the original's answer to the same question,
-    a recall <= 0.1 counted as 0 and zeros left out of the mean (lower = less is still given)."""
-    samples = [s for s, _, _ in pr.multihop]
-    mine = [min_k_prob(lp, MIN_K) for lp in unlearned.question_logprobs(samples, batch_size=cfg.batch_size)]
-    records = []
-    kept = comparable = 0
-    counted: list[float] = []
-    for (s, _, _), orig_mk, my_mk, orig, answer in zip(
-        pr.multihop, side.question_min_k, mine, side.answers["multihop"], answers, strict=True
-    ):
-        recall = rouge_l_recall(answer, orig)
-        if math.isnan(recall):  # the original answered nothing: nothing to recall, nothing measured
-            continue
-        comparable += 1
-        ratio = my_mk / orig_mk if orig_mk else (1.0 if my_mk == orig_mk else math.inf)
-        if not 1 / MIA_RATIO < ratio < MIA_RATIO:
-            continue
-        kept += 1
-        if recall > MIA_RECALL_FLOOR:
-            counted.append(recall)
-        records.append(
-            {"metric": "mia_rouge_l", "prompt": s.prompt, "original": orig, "answer": answer,
-             "rouge_l_recall": recall, "min_k_ratio": ratio}
-        )  # fmt: skip
-    value: float | None = None
-    if kept:
-        value = _mean(counted) if counted else 0.0
-    return {"mia_rouge_l": value, "mia_questions": len(samples), "mia_answered_by_original": comparable,
-            "mia_kept": kept, "mia_counted": len(counted)}, records  # fmt: skip
-
-
-def _mia_auc(
-    vlm: VLM, members: Sequence[Sample], controls: Sequence[Sample], cfg: EvalConfig
-) -> dict[str, float]:
-    m_stats = vlm.answer_token_stats(members, batch_size=cfg.batch_size)
-    c_stats = vlm.answer_token_stats(controls, batch_size=cfg.batch_size)
-
-    def scores(stats: Sequence[Any], samples: Sequence[Sample]) -> dict[str, list[float]]:
-        return {
-            "mia_auc_min_k": [min_k_prob(s.logprobs, MIN_K) for s in stats],
-            "mia_auc_min_k_pp": [min_k_plus_plus(s.logprobs, s.mu, s.sigma, MIN_K) for s in stats],
-            "mia_auc_loss": [loss_score(s.logprobs) for s in stats],
-            "mia_auc_zlib": [
-                zlib_score(s.logprobs, x.answer or "") for s, x in zip(stats, samples, strict=True)
-            ],
-        }
-
-    m, c = scores(m_stats, members), scores(c_stats, controls)
-    return {key: auc(m[key], c[key]) for key in m}
-
-
 def _specificity(
     pr: Probes, side: OriginalSide, after: Sequence[str], records: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -769,5 +524,5 @@ def _specificity(
     relative = [
         out[k] for k in ("specificity_recognition", "specificity_vqa", "specificity_facts") if k in out
     ]
-    out["specificity"] = 100.0 * _mean(relative)
+    out["specificity"] = 100.0 * mean_of(relative)
     return out

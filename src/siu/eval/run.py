@@ -101,7 +101,7 @@ def evaluate(
     """
     from siu.bench.load import load_benchmark
     from siu.eval.judges import make_judge
-    from siu.eval.metrics import EvalConfig
+    from siu.eval.probes import EvalConfig
     from siu.models.adapter import VLM
     from siu.models.files import adapter_chain, is_adapter_dir
     from siu.outputs import write_atomically

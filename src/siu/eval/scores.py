@@ -26,6 +26,12 @@ import torch
 MIN_VARIANCE = 1e-6
 
 
+def mean_of(values: Sequence[float]) -> float:
+    """The mean of the values that are numbers (NaN: nothing measured), NaN when none is."""
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) / len(values) if values else float("nan")
+
+
 def min_k_prob(logprobs: torch.Tensor, k: float = 0.4) -> float:
     """Mean of the ``floor(k * n)`` lowest token log-probs (at least one), as the Min-K% paper."""
     if logprobs.numel() == 0:
