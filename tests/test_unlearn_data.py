@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from siu.bench.load import Benchmark, folded, load_benchmark
+from siu.bench.fields import folded
+from siu.bench.load import Benchmark, load_benchmark
 from siu.bench.match import mentions
 from siu.bench.schema import Concept
 from siu.errors import SiuError

@@ -14,13 +14,23 @@ import json
 import os
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from PIL import Image
 
+from siu.bench.fields import (
+    INVALID,
+    MISSING,
+    JsonDoc,
+    Problem,
+    folded,
+    invisible_characters,
+    join_field,
+    kind_of,
+)
 from siu.bench.images import BenchFileError, open_image, resolve_inside
 from siu.bench.schema import (
     CATEGORIES,
@@ -48,21 +58,6 @@ PROMPT_TYPES = ("name", "yesno")
 
 T = TypeVar("T")
 ImageItem = TypeVar("ImageItem", SpecificityItem, PairPicture)  # a root-level file's entry with an image
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One deviation from the format: benchmark-relative file, field path inside it, explanation."""
-
-    file: str
-    field: str
-    message: str
-    severity: Literal["error", "warning"] = "error"
-
-    def __str__(self) -> str:
-        where = f"{self.file}: {self.field}" if self.field else self.file
-        prefix = "warning: " if self.severity == "warning" else ""
-        return f"{where}: {prefix}{self.message}"
 
 
 @dataclass(frozen=True)
@@ -163,14 +158,14 @@ def read_benchmark(path: str | Path) -> Reading:
         what = "is not a directory" if root.exists() else "not found"
         problems.append(Problem(str(root), "", f"benchmark directory {what}"))
         return Reading(None, problems, images)
-    manifest_doc = _Doc(MANIFEST_FILE, problems)
+    manifest_doc = JsonDoc(MANIFEST_FILE, problems)
     if not (root / MANIFEST_FILE).is_file():
         manifest_doc.error(
             "", "file not found (a benchmark directory holds manifest.json; see docs/FORMAT.md)"
         )
         return Reading(None, problems, images)
     data = manifest_doc.read(root / MANIFEST_FILE)
-    if data is _INVALID:
+    if data is INVALID:
         return Reading(None, problems, images)
     manifest, specificity_explicit, listed = _parse_manifest(manifest_doc, data)
     if manifest is None:
@@ -216,202 +211,29 @@ def write_benchmark_json(path: str | Path, data: Any) -> None:
             os.close(dir_fd)
 
 
-# --- reading and type checks -------------------------------------------------------------------
-
-_INVALID: Any = object()  # "no usable value"; JSON null is a value, so None cannot say this
-_MISSING: Any = object()
-
-
-def folded(text: str) -> str:
-    """The form in which two spellings of a name are the same: NFC, whitespace folded, case folded."""
-    return " ".join(unicodedata.normalize("NFC", text).split()).casefold()
-
-
-def invisible_characters(text: str) -> list[str]:
-    """Control and format characters (bidi overrides, zero-width joiners, ...): ``U+202E RIGHT-TO-LEFT
-    OVERRIDE`` for each, so that a message can name what cannot be seen."""
-    return [
-        f"U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')}"
-        for ch in dict.fromkeys(text)
-        if unicodedata.category(ch) in ("Cc", "Cf")
-    ]
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-class _Doc:
-    """Type checks for one JSON file. Every deviation becomes a Problem and checking carries on;
-    getters return a value of the right type either way, and ``errors`` tells whether one failed."""
-
-    def __init__(self, file: str, problems: list[Problem]) -> None:
-        self.file = file
-        self.problems = problems
-        self.errors = 0
-
-    def error(self, field: str, message: str) -> None:
-        self.problems.append(Problem(self.file, field, message))
-        self.errors += 1
-
-    def warn(self, field: str, message: str) -> None:
-        self.problems.append(Problem(self.file, field, message, "warning"))
-
-    def read(self, path: Path) -> Any:
-        try:
-            text = path.read_bytes().decode("utf-8-sig")  # tolerate the BOM some editors write
-        except OSError as err:
-            self.error("", f"cannot read file ({err.strerror or err})")
-            return _INVALID
-        except UnicodeDecodeError as err:
-            self.error("", f"not UTF-8 text (byte {err.start})")
-            return _INVALID
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as err:
-            self.error("", f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}")
-            return _INVALID
-        except (ValueError, RecursionError) as err:  # e.g. an integer with thousands of digits
-            self.error("", f"invalid JSON ({err})")
-            return _INVALID
-
-    def text(self, obj: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
-        """A non-empty string; required unless ``default`` is given."""
-        value = obj.get(key, _MISSING)
-        field = _join(where, key)
-        if value is _MISSING:
-            if default is None:
-                self.error(field, "missing required field")
-                return ""
-            return default
-        if not isinstance(value, str):
-            self.error(field, f"expected a string, got {_kind(value)}")
-            return ""
-        if not value.strip():
-            self.error(field, "must not be empty")
-        return value
-
-    def optional_text(self, obj: dict[str, Any], key: str, where: str) -> str | None:
-        value = obj.get(key)
-        if value is None or isinstance(value, str):
-            return value
-        self.error(_join(where, key), f"expected a string or null, got {_kind(value)}")
-        return None
-
-    def flag(self, obj: dict[str, Any], key: str, where: str) -> bool:
-        value = obj.get(key, False)
-        if not isinstance(value, bool):
-            self.error(_join(where, key), f"expected true or false, got {_kind(value)}")
-            return False
-        return value
-
-    def strings(
-        self, obj: dict[str, Any], key: str, where: str, *, required: bool, nonempty: bool
-    ) -> list[str]:
-        """A list of non-empty strings; ``nonempty`` also requires at least one entry."""
-        value = obj.get(key, _MISSING)
-        field = _join(where, key)
-        if value is _MISSING:
-            if required:
-                self.error(field, "missing required field")
-            return []
-        if not isinstance(value, list):
-            self.error(field, f"expected a list of strings, got {_kind(value)}")
-            return []
-        if nonempty and not value:
-            self.error(field, "must not be empty")
-        out = []
-        for i, item in enumerate(value):
-            if not isinstance(item, str) or not item.strip():
-                got = "an empty string" if isinstance(item, str) else _kind(item)
-                self.error(f"{field}[{i}]", f"expected a non-empty string, got {got}")
-            else:
-                out.append(item)
-        return out
-
-    def items(
-        self,
-        obj: dict[str, Any],
-        key: str,
-        parse: Callable[[dict[str, Any], str], T | None],
-        *,
-        required: bool,
-        label: str | None = None,
-    ) -> tuple[list[tuple[int, T]], bool]:
-        """Parse a list of objects; return (index, record) pairs and whether every entry parsed.
-
-        ``label`` names the list in field paths when that is not ``key`` (a top-level list has "").
-        """
-        label = key if label is None else label
-        value = obj.get(key, _MISSING)
-        if value is _MISSING:
-            if required:
-                self.error(key, "missing required field")
-            return [], not required
-        if not isinstance(value, list):
-            self.error(key, f"expected a list of objects, got {_kind(value)}")
-            return [], False
-        out: list[tuple[int, T]] = []
-        for i, item in enumerate(value):
-            where = f"{label}[{i}]"
-            if not isinstance(item, dict):
-                self.error(where, f"expected an object, got {_kind(item)}")
-                continue
-            before = self.errors
-            parsed = parse(item, where)
-            if parsed is not None and self.errors == before:
-                out.append((i, parsed))
-        return out, len(out) == len(value)
-
-    def unknown(self, obj: dict[str, Any], where: str, allowed: Iterable[str]) -> None:
-        """Warn about keys the format does not define: usually a typo that silently loses data."""
-        allowed = list(allowed)
-        for key in obj:
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                self.warn(_join(where, key), f"unknown field (ignored){hint}")
-
-
 def _field_names(cls: type, *, drop: tuple[str, ...] = ()) -> list[str]:
     return [f.name for f in fields(cls) if f.name not in drop]
 
 
-def _parse_manifest(doc: _Doc, data: Any) -> tuple[Manifest | None, bool, list[tuple[int, str]]]:
+def _parse_manifest(doc: JsonDoc, data: Any) -> tuple[Manifest | None, bool, list[tuple[int, str]]]:
     """The manifest (None if this is not a benchmark of this format at all), whether it names its
     specificity file explicitly, and the usable concept folders with their index in ``concepts``."""
     if not isinstance(data, dict):
-        doc.error("", f"expected a JSON object, got {_kind(data)}")
+        doc.error("", f"expected a JSON object, got {kind_of(data)}")
         return None, False, []
-    fmt = data.get("format", _MISSING)
-    if fmt is _MISSING:
+    fmt = data.get("format", MISSING)
+    if fmt is MISSING:
         doc.error("format", f'missing required field (must be "{FORMAT_NAME}")')
     elif fmt != FORMAT_NAME:
         # Another format: checking its fields against ours would only produce noise.
         doc.error("format", f'expected "{FORMAT_NAME}", got {json.dumps(fmt)}')
         return None, False, []
-    version = data.get("version", _MISSING)
+    version = data.get("version", MISSING)
     supported = ", ".join(map(str, SUPPORTED_VERSIONS))
-    if version is _MISSING:
+    if version is MISSING:
         doc.error("version", f"missing required field (supported: {supported})")
     elif not isinstance(version, int) or isinstance(version, bool):
-        doc.error("version", f"expected an integer, got {_kind(version)}")
+        doc.error("version", f"expected an integer, got {kind_of(version)}")
         return None, False, []
     elif version not in SUPPORTED_VERSIONS:
         doc.error("version", f"unsupported version {version}; this siu reads version {supported}")
@@ -425,7 +247,7 @@ def _parse_manifest(doc: _Doc, data: Any) -> tuple[Manifest | None, bool, list[t
     specificity = doc.optional_text(data, "specificity", "") if specificity_explicit else "specificity.json"
     generator = data.get("generator")
     if generator is not None and not isinstance(generator, dict):
-        doc.error("generator", f"expected an object or null, got {_kind(generator)}")
+        doc.error("generator", f"expected an object or null, got {kind_of(generator)}")
         generator = None
     doc.unknown(data, "", _field_names(Manifest))
 
@@ -459,7 +281,7 @@ def _parse_manifest(doc: _Doc, data: Any) -> tuple[Manifest | None, bool, list[t
 
 
 def _read_concept(
-    root: Path, slug: str, index: int, manifest_doc: _Doc, problems: list[Problem], images: list[ImageRef]
+    root: Path, slug: str, index: int, manifest_doc: JsonDoc, problems: list[Problem], images: list[ImageRef]
 ) -> Concept | None:
     folder = root / CONCEPTS_DIR / slug
     try:  # against the benchmark root: a concepts/ or a concept folder linked elsewhere is outside too
@@ -472,7 +294,7 @@ def _read_concept(
         manifest_doc.error(f"concepts[{index}]", f"concept folder {CONCEPTS_DIR}/{slug} not found")
         return None
     rel = f"{CONCEPTS_DIR}/{slug}/{CONCEPT_FILE}"
-    doc = _Doc(rel, problems)
+    doc = JsonDoc(rel, problems)
     if not (folder / CONCEPT_FILE).is_file():
         doc.error("", "file not found (every concept folder holds concept.json)")
         return None
@@ -482,15 +304,17 @@ def _read_concept(
         doc.error("", err.reason)
         return None
     data = doc.read(folder / CONCEPT_FILE)
-    if data is _INVALID:
+    if data is INVALID:
         return None
     if not isinstance(data, dict):
-        doc.error("", f"expected a JSON object, got {_kind(data)}")
+        doc.error("", f"expected a JSON object, got {kind_of(data)}")
         return None
     return _parse_concept(doc, data, slug, folder, images)
 
 
-def _parse_concept(doc: _Doc, data: dict[str, Any], slug: str, folder: Path, refs: list[ImageRef]) -> Concept:
+def _parse_concept(
+    doc: JsonDoc, data: dict[str, Any], slug: str, folder: Path, refs: list[ImageRef]
+) -> Concept:
     name = doc.text(data, "name", "")
     aliases = doc.strings(data, "aliases", "", required=False, nonempty=False)
     category = doc.text(data, "category", "")
@@ -564,7 +388,7 @@ def _parse_concept(doc: _Doc, data: dict[str, Any], slug: str, folder: Path, ref
 
 
 def _check_images(
-    doc: _Doc,
+    doc: JsonDoc,
     images: list[tuple[int, ImageRecord]],
     complete: bool,
     slug: str,
@@ -602,7 +426,7 @@ def _check_images(
         refs.append(ImageRef(doc.file, field, path, slug, img.forget))
 
 
-def _parse_fact(doc: _Doc, obj: dict[str, Any], where: str) -> Fact:
+def _parse_fact(doc: JsonDoc, obj: dict[str, Any], where: str) -> Fact:
     doc.unknown(obj, where, _field_names(Fact))
     return Fact(
         key=doc.text(obj, "key", where),
@@ -612,7 +436,7 @@ def _parse_fact(doc: _Doc, obj: dict[str, Any], where: str) -> Fact:
     )
 
 
-def _parse_image(doc: _Doc, obj: dict[str, Any], where: str) -> ImageRecord:
+def _parse_image(doc: JsonDoc, obj: dict[str, Any], where: str) -> ImageRecord:
     doc.unknown(obj, where, _field_names(ImageRecord))
     return ImageRecord(
         file=doc.text(obj, "file", where),
@@ -621,7 +445,7 @@ def _parse_image(doc: _Doc, obj: dict[str, Any], where: str) -> ImageRecord:
     )
 
 
-def _parse_prompt(doc: _Doc, obj: dict[str, Any], where: str, names: list[str]) -> RecognitionPrompt:
+def _parse_prompt(doc: JsonDoc, obj: dict[str, Any], where: str, names: list[str]) -> RecognitionPrompt:
     doc.unknown(obj, where, _field_names(RecognitionPrompt))
     prompt = doc.text(obj, "prompt", where)
     kind = doc.text(obj, "type", where)
@@ -630,19 +454,20 @@ def _parse_prompt(doc: _Doc, obj: dict[str, Any], where: str, names: list[str]) 
     heldout = doc.flag(obj, "heldout", where)
     keys = {folded(t) for t in targets}
     if kind.strip() and kind not in PROMPT_TYPES:
-        doc.error(_join(where, "type"), f"expected 'name' or 'yesno', got {kind!r}")
+        doc.error(join_field(where, "type"), f"expected 'name' or 'yesno', got {kind!r}")
     elif kind == "yesno" and targets and "yes" not in keys:
-        doc.error(_join(where, "targets"), "a yesno prompt's targets must include 'yes'")
+        doc.error(join_field(where, "targets"), "a yesno prompt's targets must include 'yes'")
     elif kind == "name" and targets and names and not keys & {folded(n) for n in names}:
         doc.error(
-            _join(where, "targets"), "a name prompt's targets must include the concept's name or an alias"
+            join_field(where, "targets"),
+            "a name prompt's targets must include the concept's name or an alias",
         )
     return RecognitionPrompt(
         prompt=prompt, type=cast(PromptType, kind), targets=targets, language=language, heldout=heldout
     )
 
 
-def _parse_qa(doc: _Doc, obj: dict[str, Any], where: str) -> QA:
+def _parse_qa(doc: JsonDoc, obj: dict[str, Any], where: str) -> QA:
     doc.unknown(obj, where, _field_names(QA))
     return QA(
         question=doc.text(obj, "question", where),
@@ -700,7 +525,7 @@ def _read_specificity(
     root: Path,
     manifest: Manifest,
     explicit: bool,
-    manifest_doc: _Doc,
+    manifest_doc: JsonDoc,
     problems: list[Problem],
     refs: list[ImageRef],
 ) -> list[SpecificityItem]:
@@ -720,15 +545,15 @@ def _read_specificity(
                 "specificity", f"no {rel}; the specificity metric is skipped (set null to say so explicitly)"
             )
         return []
-    doc = _Doc(rel, problems)
+    doc = JsonDoc(rel, problems)
     data = doc.read(path)
-    if data is _INVALID:
+    if data is INVALID:
         return []
     parsed, prefix = _item_list(doc, data, lambda o, w: _parse_specificity(doc, o, w))
     return _with_root_images(doc, root, parsed, prefix, refs)
 
 
-def _parse_specificity(doc: _Doc, obj: dict[str, Any], where: str) -> SpecificityItem:
+def _parse_specificity(doc: JsonDoc, obj: dict[str, Any], where: str) -> SpecificityItem:
     doc.unknown(obj, where, _field_names(SpecificityItem))
     return SpecificityItem(
         image=doc.text(obj, "image", where),
@@ -739,20 +564,20 @@ def _parse_specificity(doc: _Doc, obj: dict[str, Any], where: str) -> Specificit
 
 
 def _item_list(
-    doc: _Doc, data: Any, parse: Callable[[dict[str, Any], str], T | None]
+    doc: JsonDoc, data: Any, parse: Callable[[dict[str, Any], str], T | None]
 ) -> tuple[list[tuple[int, T]], str]:
     """The entries of a file that is a list of objects, or an object whose "items" is one (room for
     metadata); with the prefix of their field paths ("items" or "")."""
     wrapper = isinstance(data, dict)
     if wrapper:
         doc.unknown(data, "", ["items", "description"])
-        data = data.get("items", _MISSING)
-        if data is _MISSING:
+        data = data.get("items", MISSING)
+        if data is MISSING:
             doc.error("items", "missing required field")
             return [], "items"
     label = "items" if wrapper else ""
     if not isinstance(data, list):
-        doc.error(label, f"expected a list of objects, got {_kind(data)}")
+        doc.error(label, f"expected a list of objects, got {kind_of(data)}")
         return [], label
     parsed, _ = doc.items({"items": data}, "items", parse, required=True, label=label)
     return parsed, label
@@ -765,9 +590,9 @@ def _read_pairs(
     path = root / PAIRS_FILE
     if not path.is_file():
         return []
-    doc = _Doc(PAIRS_FILE, problems)
+    doc = JsonDoc(PAIRS_FILE, problems)
     data = doc.read(path)
-    if data is _INVALID:
+    if data is INVALID:
         return []
     listed = set(slugs)
     parsed, prefix = _item_list(doc, data, lambda o, w: _parse_pair(doc, o, w, listed))
@@ -775,7 +600,7 @@ def _read_pairs(
 
 
 def _with_root_images(
-    doc: _Doc, root: Path, parsed: list[tuple[int, ImageItem]], prefix: str, refs: list[ImageRef]
+    doc: JsonDoc, root: Path, parsed: list[tuple[int, ImageItem]], prefix: str, refs: list[ImageRef]
 ) -> list[ImageItem]:
     """The entries whose ``image`` (relative to the benchmark root) stays inside it; each such image
     is added to ``refs`` for the validator, each other one is an error."""
@@ -792,7 +617,7 @@ def _with_root_images(
     return items
 
 
-def _parse_pair(doc: _Doc, obj: dict[str, Any], where: str, slugs: set[str]) -> PairPicture | None:
+def _parse_pair(doc: JsonDoc, obj: dict[str, Any], where: str, slugs: set[str]) -> PairPicture | None:
     doc.unknown(obj, where, _field_names(PairPicture))
     before = doc.errors
     image = doc.text(obj, "image", where)
@@ -801,16 +626,20 @@ def _parse_pair(doc: _Doc, obj: dict[str, Any], where: str, slugs: set[str]) -> 
     if doc.errors != before:
         return None
     if len(concepts) != 2 or len(set(concepts)) != 2:
-        doc.error(_join(where, "concepts"), f"expected two different concept folder names, got {concepts}")
+        doc.error(
+            join_field(where, "concepts"), f"expected two different concept folder names, got {concepts}"
+        )
         return None
     for k, slug in enumerate(concepts):
         if slug not in slugs:
             close = difflib.get_close_matches(slug, sorted(slugs), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            doc.error(f"{_join(where, 'concepts')}[{k}]", f"{slug!r} is not a concept of manifest.json{hint}")
+            doc.error(
+                f"{join_field(where, 'concepts')}[{k}]", f"{slug!r} is not a concept of manifest.json{hint}"
+            )
     if len(prompts) != len(concepts):
         doc.error(
-            _join(where, "prompts"),
+            join_field(where, "prompts"),
             f"expected one question per concept ({len(concepts)}), got {len(prompts)}",
         )
     return PairPicture(image, concepts, prompts)

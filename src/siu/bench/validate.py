@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from siu.bench.fields import Problem
 from siu.bench.images import BenchFileError, open_image
-from siu.bench.load import ImageRef, Problem, load_benchmark, read_benchmark
+from siu.bench.load import ImageRef, load_benchmark, read_benchmark
 from siu.errors import BenchmarkError
 
 __all__ = ["Problem", "format_problems", "validate_benchmark"]

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from siu.bench.load import folded
+from siu.bench.fields import folded
 from siu.bench.match import first_mention, mentions
 from siu.bench.schema import Concept
 from siu.errors import SiuError

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from siu.bench.load import folded
+from siu.bench.fields import folded
 from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import Sample

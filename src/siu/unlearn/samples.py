@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from siu.bench.load import folded
+from siu.bench.fields import folded
 from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import Sample

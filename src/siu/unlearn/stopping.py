@@ -34,7 +34,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from siu.bench.load import Benchmark, folded
+from siu.bench.fields import folded
+from siu.bench.load import Benchmark
 from siu.bench.match import first_mention, mentions
 from siu.bench.schema import Concept
 from siu.errors import SiuError
