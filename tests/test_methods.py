@@ -193,3 +193,18 @@ def test_a_zero_on_the_command_line_wins_over_the_config_file(tmp_path: Path) ->
     apply_config_file(args, args.parser)
     given = training_fields_from_args(args)
     assert given["others_pictures"] == 0 and given["weight_decay"] == 0 and given["lr"] == 0.002
+
+
+def test_a_changed_default_changes_the_digest_a_resumed_bench_run_compares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``siu bench run --resume`` refuses cells made under other defaults: the digest it compares
+    moves with any method's profile default, and not with nothing."""
+    from siu.matrix import defaults_digest
+    from siu.unlearn.methods.siu import Siu
+
+    before = defaults_digest({}, {})
+    assert defaults_digest({}, {}) == before  # deterministic
+    tiny = {**Siu.profile_overrides["tiny"], "others_pictures": 3}
+    monkeypatch.setattr(Siu, "profile_overrides", {**Siu.profile_overrides, "tiny": tiny})
+    assert defaults_digest({}, {}) != before

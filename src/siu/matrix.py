@@ -10,6 +10,7 @@ evaluated like unlearned models and shown as the reference row ``retain``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -107,6 +108,22 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
 
 
+def defaults_digest(training: dict[str, Any], method_options: dict[str, dict[str, Any]]) -> str:
+    """A digest of every method's configs as siu resolves them, for both profiles, under the run's
+    options: it changes when a newer siu changes a default (a resumed run must not mix cells trained
+    under two sets of defaults)."""
+    from siu.unlearn.config import UnlearnConfig
+
+    resolved = {}
+    for row, (name, options) in sorted(VARIANTS.items()):
+        for profile in ("tiny", "paper"):
+            cfg = UnlearnConfig(method=name, options={**options, **method_options.get(row, {})},
+                                **{**training, "profile": profile})  # fmt: skip
+            resolved[f"{row}/{profile}"] = cfg.resolved("", 0)[0].record()
+    text = json.dumps(_jsonable(resolved), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _resumed_cells(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
     """The finished cells of an earlier run into ``out`` with the same settings (else a clear error)."""
     try:
@@ -122,6 +139,11 @@ def _resumed_cells(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
     if before is None:
         raise SiuError(f"--resume: {out}/results.json does not record its settings (made by an older siu)")
     differ = [k for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
+    if "defaults" in differ:
+        raise SiuError(
+            f"--resume: {out} was run by a siu with other defaults (a method's profile or options "
+            "changed since); its cells and new ones would not be comparable: use another --out"
+        )
     if differ:
         shown = "; ".join(f"{k}: {before.get(k)!r} then, {settings.get(k)!r} now" for k in differ)
         raise SiuError(f"--resume: {out} was run with other settings ({shown}); use another --out")
@@ -214,6 +236,7 @@ def run_matrix(
         "model": str(model), "bench": str(bench_path), "training": training,
         "method_options": method_options or {},
         "eval": {k: v for k, v in eval_options.items() if k != "judge_key_env"},
+        "defaults": defaults_digest(training, method_options or {}),
     })  # fmt: skip
     cells: list[dict[str, Any]] = _resumed_cells(out, settings) if resume else []
     done = {(c["method"], c["steps"], c["seed"], c["concept"]) for c in cells}
