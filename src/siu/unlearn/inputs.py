@@ -1,4 +1,5 @@
-"""Checks of an unlearning run's inputs and output, made before any model is loaded."""
+"""An unlearning run's inputs, read and checked, and the checks of its output: all before any model
+is loaded."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ import os
 import tempfile
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from siu.bench.schema import Concept
 from siu.errors import SiuError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from siu.bench.load import Benchmark
 
 
 def check_names_encodable(tokenizer: Any, names: Sequence[str]) -> None:
@@ -97,3 +104,70 @@ def check_out(out: Path, inputs: Sequence[Path], model_dir: Path | None, overwri
     if resolved.is_dir() and any(resolved.iterdir()) and not overwrite:
         raise SiuError(f"--out {out} exists and is not empty; pass --overwrite or choose another directory")
     check_writable(out)
+
+
+@dataclass
+class Request:
+    """What one unlearning request reads, checked: the concepts (the benchmark's records, or made from
+    the names alone), those forgotten by earlier requests, one forget image per concept, the data
+    overrides, and every path the output must stay clear of."""
+
+    bench: Benchmark | None
+    records: list[Concept]
+    earlier: list[Concept]
+    images: list[Image.Image]
+    image_names: list[str]
+    overrides: dict[str, Any] | None
+    inputs: list[Path]
+
+
+def read_request(
+    model_dir: Path,
+    concept: str | Sequence[str],
+    image_path: str | Path | Sequence[str | Path] | None,
+    bench_path: str | Path | None,
+    overrides_path: str | Path | None,
+    forgotten_before: Sequence[str] = (),
+) -> Request:
+    """Read and check a request's inputs, cheapest first; a :class:`SiuError` says what is wrong."""
+    from siu.bench.images import open_image
+    from siu.bench.load import load_benchmark
+    from siu.models.files import adapter_chain, is_adapter_dir
+    from siu.unlearn.overrides import load_overrides
+
+    if image_path is None and bench_path is None:
+        raise SiuError("give the forget image with --image or a benchmark with --bench")
+    bench = load_benchmark(bench_path) if bench_path is not None else None
+    asked = [concept] if isinstance(concept, str) else list(concept)
+    records = [bench.concept(c) if bench is not None else concept_without_bench(c) for c in asked]
+    if not records:
+        raise SiuError("no concept to unlearn")
+    if len({r.name for r in records}) < len(records):
+        raise SiuError(f"a concept is named twice: {', '.join(asked)}")
+    earlier = [bench.concept(c) if bench is not None else concept_without_bench(c) for c in forgotten_before]
+    again = sorted({r.name for r in records} & {e.name for e in earlier})
+    if again:
+        raise SiuError(f"{', '.join(again)}: forgotten by an earlier request already")
+    if image_path is None:
+        paths = []
+    else:
+        paths = [image_path] if isinstance(image_path, (str, Path)) else list(image_path)
+    if paths and len(paths) != len(records):
+        raise SiuError(
+            f"{len(records)} concepts need {len(records)} forget images (one each), got {len(paths)}"
+        )
+    if paths:
+        images = [open_image(p) for p in paths]
+        image_names = [str(p) for p in paths]
+    else:
+        assert bench is not None
+        images = [bench.load_image(r, r.forget_image) for r in records]
+        image_names = [str(bench.image_path(r, r.forget_image)) for r in records]
+    # without a benchmark or other_facts, target 4 is the model's own answers about well-known subjects
+    overrides = load_overrides(overrides_path) if overrides_path else None
+    inputs = [model_dir, *([Path(bench_path)] if bench_path else []), *(Path(p) for p in paths)]
+    if overrides_path:
+        inputs.append(Path(overrides_path))
+    if is_adapter_dir(model_dir):  # a sequence's request: every adapter below it is an input too
+        inputs += [Path(p) for p in adapter_chain(model_dir) if Path(p).exists()]
+    return Request(bench, records, earlier, images, image_names, overrides, inputs)

@@ -33,22 +33,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from siu.bench.images import open_image
-from siu.bench.load import Benchmark, load_benchmark
+from siu.bench.load import Benchmark
 from siu.bench.schema import Concept
 from siu.errors import SiuError
 from siu.models.adapter import VLM, Sample
-from siu.models.files import adapter_chain, is_adapter_dir
 from siu.outputs import versions, write_atomically
 from siu.runtime import CPU, Runtime
 from siu.training import LossFn, TrainConfig, TrainLog, train
 from siu.unlearn.batches import SampleMeta, batch_schedule, groups_of, local_batches, scales_of
 from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.data import build_data_of_kind
-from siu.unlearn.inputs import check_names_encodable, check_out, concept_without_bench
+from siu.unlearn.inputs import check_names_encodable, check_out, read_request
 from siu.unlearn.losses import masked_pieces, vocab_mask_for_names
 from siu.unlearn.methods import LossInputs, Method
-from siu.unlearn.overrides import load_overrides
 from siu.unlearn.reference import Reference, forward, unwrap
 from siu.unlearn.samples import DataConfig, UnlearnSample, dataset_record, format_dataset
 from siu.unlearn.setup import apply_lora, enable_gradient_checkpointing, set_full_scope
@@ -367,48 +364,13 @@ def unlearn(
     model_dir = Path(model_path)
 
     # 1. inputs, cheapest first
-    if image_path is None and bench_path is None:
-        raise SiuError("give the forget image with --image or a benchmark with --bench")
-    bench = load_benchmark(bench_path) if bench_path is not None else None
-    asked = [concept] if isinstance(concept, str) else list(concept)
-    records = [bench.concept(c) if bench is not None else concept_without_bench(c) for c in asked]
-    if not records:
-        raise SiuError("no concept to unlearn")
-    if len({r.name for r in records}) < len(records):
-        raise SiuError(f"a concept is named twice: {', '.join(asked)}")
-    earlier = [bench.concept(c) if bench is not None else concept_without_bench(c) for c in forgotten_before]
-    again = sorted({r.name for r in records} & {e.name for e in earlier})
-    if again:
-        raise SiuError(f"{', '.join(again)}: forgotten by an earlier request already")
-    paths = (
-        []
-        if image_path is None
-        else [image_path]
-        if isinstance(image_path, (str, Path))
-        else list(image_path)
-    )
-    if paths and len(paths) != len(records):
-        raise SiuError(
-            f"{len(records)} concepts need {len(records)} forget images (one each), got {len(paths)}"
-        )
-    if paths:
-        images = [open_image(p) for p in paths]
-        image_names = [str(p) for p in paths]
-    else:
-        assert bench is not None
-        images = [bench.load_image(r, r.forget_image) for r in records]
-        image_names = [str(bench.image_path(r, r.forget_image)) for r in records]
+    request = read_request(model_dir, concept, image_path, bench_path, cfg.overrides, forgotten_before)
+    bench, records, earlier, images = request.bench, request.records, request.earlier, request.images
+    image_names, overrides = request.image_names, request.overrides
     record, image_name = records[0], image_names[0]
     joint = len(records) > 1
-    # without a benchmark or other_facts, target 4 is the model's own answers about well-known subjects
-    overrides = load_overrides(cfg.overrides) if cfg.overrides else None
-    inputs = [model_dir, *([Path(bench_path)] if bench_path else []), *(Path(p) for p in paths)]
-    if cfg.overrides:
-        inputs.append(Path(cfg.overrides))
-    if is_adapter_dir(model_dir):  # a sequence's request: every adapter below it is an input too
-        inputs += [Path(p) for p in adapter_chain(model_dir) if Path(p).exists()]
     if out is not None:
-        check_out(out, inputs, model_dir if model_dir.exists() else None, overwrite)
+        check_out(out, request.inputs, model_dir if model_dir.exists() else None, overwrite)
 
     # 2. model and profile, on the device from the start: building the data runs the model
     accelerator = None if dry_run else _accelerator(cpu=runtime.torch_device.type == "cpu")
