@@ -198,13 +198,24 @@ def test_a_zero_on_the_command_line_wins_over_the_config_file(tmp_path: Path) ->
 def test_a_changed_default_changes_the_digest_a_resumed_bench_run_compares(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``siu bench run --resume`` refuses cells made under other defaults: the digest it compares
-    moves with any method's profile default, and not with nothing."""
+    """``siu bench run --resume`` refuses cells made under other defaults: the digest of a method's
+    resolved defaults moves with its profile and its stopping rule's defaults, and with nothing else."""
     from siu.matrix import defaults_digest
     from siu.unlearn.methods.siu import Siu
+    from siu.unlearn.stopping import StopRule
 
-    before = defaults_digest({}, {})
-    assert defaults_digest({}, {}) == before  # deterministic
+    siu, ga = defaults_digest("siu"), defaults_digest("ga")
+    assert defaults_digest("siu") == siu and siu != ga  # deterministic, one per method
     tiny = {**Siu.profile_overrides["tiny"], "others_pictures": 3}
-    monkeypatch.setattr(Siu, "profile_overrides", {**Siu.profile_overrides, "tiny": tiny})
-    assert defaults_digest({}, {}) != before
+    with monkeypatch.context() as patch:
+        patch.setattr(Siu, "profile_overrides", {**Siu.profile_overrides, "tiny": tiny})
+        assert defaults_digest("siu") != siu and defaults_digest("ga") == ga
+
+    @dataclasses.dataclass
+    class WiderBudget(StopRule):
+        drift_budget: float = 0.5
+
+    with monkeypatch.context() as patch:
+        patch.setattr("siu.unlearn.config.StopRule", WiderBudget)
+        assert defaults_digest("siu") != siu
+    assert defaults_digest("siu") == siu

@@ -10,6 +10,7 @@ evaluated like unlearned models and shown as the reference row ``retain``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -108,18 +109,20 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
 
 
-def defaults_digest(training: dict[str, Any], method_options: dict[str, dict[str, Any]]) -> str:
-    """A digest of every method's configs as siu resolves them, for both profiles, under the run's
-    options: it changes when a newer siu changes a default (a resumed run must not mix cells trained
-    under two sets of defaults)."""
+def defaults_digest(row: str) -> str:
+    """A digest of a matrix row's config as siu resolves it from its defaults alone, for both profiles
+    (the stopping rule's settings too; not the steps and seed, the matrix's own axes). It changes when
+    a newer siu changes one of that method's defaults, so that a resumed run never mixes its cells
+    trained under two sets of defaults; the run's own options are compared as its settings."""
     from siu.unlearn.config import UnlearnConfig
 
+    name, options = VARIANTS[row]
     resolved = {}
-    for row, (name, options) in sorted(VARIANTS.items()):
-        for profile in ("tiny", "paper"):
-            cfg = UnlearnConfig(method=name, options={**options, **method_options.get(row, {})},
-                                **{**training, "profile": profile})  # fmt: skip
-            resolved[f"{row}/{profile}"] = cfg.resolved("", 0)[0].record()
+    for profile in ("tiny", "paper"):
+        cfg, _ = UnlearnConfig(method=name, options=dict(options), profile=profile).resolved("", 0)
+        record = {k: v for k, v in cfg.record().items() if k not in ("steps", "seed")}
+        record["stop_rule"] = dataclasses.asdict(cfg.stop_settings())
+        resolved[profile] = record
     text = json.dumps(_jsonable(resolved), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -139,15 +142,21 @@ def _resumed_cells(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
     if before is None:
         raise SiuError(f"--resume: {out}/results.json does not record its settings (made by an older siu)")
     differ = [k for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
-    if "defaults" in differ:
-        raise SiuError(
-            f"--resume: {out} was run by a siu with other defaults (a method's profile or options "
-            "changed since); its cells and new ones would not be comparable: use another --out"
-        )
     if differ:
         shown = "; ".join(f"{k}: {before.get(k)!r} then, {settings.get(k)!r} now" for k in differ)
         raise SiuError(f"--resume: {out} was run with other settings ({shown}); use another --out")
-    return [c for c in cells if cell_problem(c) is None]
+    kept = [c for c in cells if cell_problem(c) is None]
+    changed = sorted({
+        c["method"] for c in kept
+        if c["method"] != RETAIN and (c["method"] not in VARIANTS or c.get("defaults") != defaults_digest(c["method"]))
+    })  # fmt: skip
+    if changed:
+        raise SiuError(
+            f"--resume: the cells of {', '.join(changed)} in {out} were trained under other defaults than "
+            "this siu's (a newer siu changed a default, or an older one did not record them); old and new "
+            "cells would not be comparable: use another --out"
+        )
+    return kept
 
 
 def run_matrix(
@@ -236,7 +245,6 @@ def run_matrix(
         "model": str(model), "bench": str(bench_path), "training": training,
         "method_options": method_options or {},
         "eval": {k: v for k, v in eval_options.items() if k != "judge_key_env"},
-        "defaults": defaults_digest(training, method_options or {}),
     })  # fmt: skip
     cells: list[dict[str, Any]] = _resumed_cells(out, settings) if resume else []
     done = {(c["method"], c["steps"], c["seed"], c["concept"]) for c in cells}
@@ -289,7 +297,8 @@ def run_matrix(
                 os.replace(unlearned, where / "adapter")
         cells.append({"method": method, "steps": n_steps, "seed": seed, "concept": slug,
                       "metrics": result["metrics"], "original_values": result["original_values"],
-                      "train_seconds": run["train_seconds"], "steps_taken": run["steps_taken"]})  # fmt: skip
+                      "train_seconds": run["train_seconds"], "steps_taken": run["steps_taken"],
+                      "defaults": defaults_digest(method)})  # fmt: skip
         save()
     if not todo:
         log("every cell was already finished")

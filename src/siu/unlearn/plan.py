@@ -10,8 +10,8 @@ A run's peak holds three things:
 * **activations**: what the forward pass keeps for the backward pass, the logits, the losses'
   temporaries, the cached reference. These depend on the code that runs (transformers' attention,
   peft's float32 copies of LoRA inputs, the method's loss), so they are *measured*: on two copies of
-  the architecture with every width divided by K (heads, depth, vocabulary, image and text lengths
-  kept; random weights), running the very set-up and training steps of ``siu unlearn`` under the
+  the architecture with every width divided by K (MLP widths rounded; heads, depth, vocabulary, image
+  and text lengths kept; random weights), running the very set-up and training steps of ``siu unlearn`` under the
   PyTorch profiler. With the depth and lengths fixed, every activation is either proportional to the
   width (hidden states, MLP inputs, LoRA inputs) or independent of it (logits, LoRA's rank-r
   products, attention statistics), so two widths determine the line, and the line gives the full
@@ -53,8 +53,9 @@ ANSWER_TOKENS = 64  # SIU's longest answers (target 2) on LLaVA-1.5: about 40-90
 STAND_IN_IMAGE = (1024, 768)
 WIDTH_KEYS = ("hidden_size", "intermediate_size", "embed_dim", "projection_dim")
 # MLP widths tie to no head or residual width, so a copy may round them: Idefics3's vision MLP (4304
-# = 16 x 269) would otherwise hold its copies to 1/16 of the width, hours of bfloat16 on a CPU. The
-# rounding moves that one layer's activations by under 1% (4304 / 64 = 67.25 -> 67).
+# = 16 x 269) would otherwise hold its copies to 1/16 of the width, hours of bfloat16 on a CPU. Carried
+# to the full width by the line, the rounding moves that layer's activations by at most about 3/4 of
+# one unit of the narrower copy's MLP (1% at 67 wide; 0.4% for Idefics3: 67.25 -> 67, 134.5 -> 134).
 ROUNDED_KEYS = ("intermediate_size",)
 QUANT_BYTES = {"4bit": 4.127 / 8, "8bit": 1.0}  # NF4 + double-quantised absmax; int8 (+ row scales)
 
