@@ -98,7 +98,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--resume",
         action="store_true",
-        help="keep the finished cells of an interrupted run into --out (same settings) and run the rest",
+        help="keep the finished cells of an interrupted run into --out (same settings; cells trained under "
+        "another siu's method defaults are refused) and run the rest",
     )
     many = run.add_argument_group(
         "many concepts",
