@@ -146,10 +146,15 @@ def _resumed_cells(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
         shown = "; ".join(f"{k}: {before.get(k)!r} then, {settings.get(k)!r} now" for k in differ)
         raise SiuError(f"--resume: {out} was run with other settings ({shown}); use another --out")
     kept = [c for c in cells if cell_problem(c) is None]
-    changed = sorted({
-        c["method"] for c in kept
-        if c["method"] != RETAIN and (c["method"] not in VARIANTS or c.get("defaults") != defaults_digest(c["method"]))
-    })  # fmt: skip
+    trained = {c["method"] for c in kept if c["method"] != RETAIN}
+    now = {m: defaults_digest(m) for m in trained if m in VARIANTS}  # once per method, not per cell
+    changed = sorted(
+        {
+            c["method"]
+            for c in kept
+            if c["method"] in trained and c.get("defaults") != now.get(c["method"], "")
+        }
+    )
     if changed:
         raise SiuError(
             f"--resume: the cells of {', '.join(changed)} in {out} were trained under other defaults than "
