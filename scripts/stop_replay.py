@@ -35,6 +35,7 @@ class Rule:
     also_named_max: float = 0.0  # ... name the concept on at most this share of its questions
     drift_budget: float | None = 0.25
     others_budget: float | None = 1.0
+    min_steps: int = 1  # no stop before this step (StopRule.min_steps)
     cap: int = 16
 
 
@@ -71,6 +72,8 @@ def stop_step(run: dict[str, Any], rule: Rule) -> tuple[int, str]:
     for t in range(1, steps + 1):
         truth, check = run["truth"][t - 1], run["checks"][t - 1]
         since = (since or t) if looks_forgotten(truth, rule) else None
+        if t < rule.min_steps:
+            continue
         if rule.drift_budget is not None and check.get("drift", 0.0) > rule.drift_budget:
             return t, "drift"
         if rule.others_budget is not None and check.get("others_drop", 0.0) > rule.others_budget:
