@@ -12,10 +12,10 @@ A run's peak holds three things:
   peft's float32 copies of LoRA inputs, the method's loss), so they are *measured*: on two copies of
   the architecture with every width divided by K (MLP widths rounded; heads, depth, vocabulary, image
   and text lengths kept; random weights), running the very set-up and training steps of ``siu
-  unlearn`` under the PyTorch profiler. With the depth and lengths fixed, every activation is either proportional to the
-  width (hidden states, MLP inputs, LoRA inputs) or independent of it (logits, LoRA's rank-r
-  products, attention statistics), so two widths determine the line, and the line gives the full
-  width. ``tests/test_plan.py`` checks the estimate against measured peaks of whole models.
+  unlearn`` under the PyTorch profiler. With the depth and lengths fixed, every activation is
+  either proportional to the width (hidden states, MLP inputs, LoRA inputs) or independent of it
+  (logits, LoRA's rank-r products, attention statistics), so two widths determine the line, and the
+  line gives the full width. ``tests/test_plan.py`` checks the estimate against measured peaks of whole models.
 
 The data are stand-ins of the largest shape a run trains on: every sample holds the image (the
 user's, capped as the run caps it, or a 1024x768 stand-in) and an answer of ``answer_tokens``
