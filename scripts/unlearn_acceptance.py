@@ -13,6 +13,7 @@ and print the means over concepts (and how many concepts met all three goals).
     python scripts/unlearn_acceptance.py --methods siu --world-seed 1 --lr 7e-4  # another world
     python scripts/unlearn_acceptance.py --methods npo --lr 3e-4 --set retain_weight=2  # a sweep point
     python scripts/unlearn_acceptance.py --methods siu,rmu --butterfly  # + the butterfly effect
+    python scripts/unlearn_acceptance.py --methods siu --profile views=1 --profile identities=1  # ablation
 
 With --butterfly, also the butterfly effect on the world's pair pictures (siu.eval.butterfly): the
 share of pictures of C beside a kept partner B in which B is still named ("beside"), the same question
@@ -45,7 +46,7 @@ from siu.eval.forgetting import (
 )
 from siu.models.adapter import VLM
 from siu.tables import format_table
-from siu.unlearn.config import UnlearnConfig
+from siu.unlearn.config import PROFILE_FIELDS, UnlearnConfig
 from siu.unlearn.methods import variants
 from siu.unlearn.run import unlearn
 from siu.world.cache import cached_retain_model, default_home, ensure_world_and_model
@@ -112,6 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         "the value is read as YAML (numbers, true/false)",
     )
     ap.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a profile field for every run, as siu unlearn's flag of that name (views, identities, "
+        "counts, view_background, batch_size, ...; e.g. --profile views=1 --profile counts=[9,2,7,7]); "
+        "read as YAML",
+    )
+    ap.add_argument(
         "--stop-rule",
         action="append",
         default=[],
@@ -130,9 +140,21 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     extra, stop_rule = settings(args.set, "--set"), settings(args.stop_rule, "--stop-rule")
+    profile = settings(args.profile, "--profile")
+    own_flags = ("steps", "lr", "stop", "others_pictures")
+    allowed = [f for f in PROFILE_FIELDS if f not in own_flags]
+    if set(profile) - set(allowed):
+        ap.error(
+            f"--profile takes {', '.join(allowed)} ({', '.join(own_flags)} have flags of their own); "
+            f"got {', '.join(sorted(set(profile) - set(allowed)))}"
+        )
+    if isinstance(profile.get("counts"), list):
+        profile["counts"] = tuple(profile["counts"])
     try:  # before any model is loaded
-        UnlearnConfig(stop=args.stop, stop_rule=stop_rule, others_pictures=args.others_pictures).check()
-    except SiuError as e:
+        UnlearnConfig(
+            stop=args.stop, stop_rule=stop_rule, others_pictures=args.others_pictures, **profile
+        ).check()
+    except (SiuError, TypeError) as e:
         ap.error(str(e))
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -185,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                     stop=args.stop,
                     stop_rule=stop_rule,
                     others_pictures=args.others_pictures,
+                    **profile,
                 )
                 run = unlearn(model, slug, None, world, cfg, out, progress=False, log=lambda *_: None)
                 unlearned = VLM.load(out)
@@ -203,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                         "options": extra,
                         "stop_rule": run["config"]["stop_rule"],
                         "others_pictures": run["config"]["others_pictures"],
+                        "profile": {k: run["config"][k] for k in profile},
                         **summary,
                     }
                 )
