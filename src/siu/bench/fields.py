@@ -7,7 +7,7 @@ import difflib
 import json
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -198,3 +198,8 @@ class JsonDoc:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 self.warn(join_field(where, key), f"unknown field (ignored){hint}")
+
+
+def field_names(cls: type, *, drop: tuple[str, ...] = ()) -> list[str]:
+    """The names of a record's fields (those a JSON object of it may have), but ``drop``."""
+    return [f.name for f in fields(cls) if f.name not in drop]

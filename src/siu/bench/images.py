@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -119,3 +120,14 @@ def resolve_inside(root: Path, rel: str) -> Path:
     if not target.is_relative_to(base):
         raise BenchFileError(rel, f"path escapes its directory {Path(root)}")
     return target
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image that a benchmark names, with where it is named (for the validator's messages)."""
+
+    file: str  # the JSON file that names it, relative to the benchmark root
+    field: str
+    path: Path
+    concept: str | None = None  # slug, or None for specificity images
+    forget: bool = False

@@ -14,8 +14,7 @@ import json
 import os
 import tempfile
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -26,12 +25,14 @@ from siu.bench.fields import (
     MISSING,
     JsonDoc,
     Problem,
+    field_names,
     folded,
     invisible_characters,
     join_field,
     kind_of,
 )
-from siu.bench.images import BenchFileError, open_image, resolve_inside
+from siu.bench.images import BenchFileError, ImageRef, open_image, resolve_inside
+from siu.bench.root_files import read_pairs, read_specificity
 from siu.bench.schema import (
     CATEGORIES,
     FORMAT_NAME,
@@ -48,7 +49,6 @@ from siu.bench.schema import (
 from siu.errors import BenchmarkError
 
 MANIFEST_FILE = "manifest.json"
-PAIRS_FILE = "pairs.json"  # optional, at the root; its pictures are usually under pairs/
 CONCEPTS_DIR = "concepts"
 CONCEPT_FILE = "concept.json"
 SUPPORTED_VERSIONS = (1,)
@@ -57,18 +57,6 @@ MAX_SPECIAL_TOKENS = 10  # MMUBench uses 4-5; many more dilutes C-Dis
 PROMPT_TYPES = ("name", "yesno")
 
 T = TypeVar("T")
-ImageItem = TypeVar("ImageItem", SpecificityItem, PairPicture)  # a root-level file's entry with an image
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """An image that a benchmark names, with where it is named (for the validator's messages)."""
-
-    file: str  # the JSON file that names it, relative to the benchmark root
-    field: str
-    path: Path
-    concept: str | None = None  # slug, or None for specificity images
-    forget: bool = False
 
 
 @dataclass
@@ -178,8 +166,8 @@ def read_benchmark(path: str | Path) -> Reading:
             concepts.append(concept)
     _check_unlisted_folders(root, manifest.concepts, problems)
     _check_unique_names(concepts, problems)
-    specificity = _read_specificity(root, manifest, specificity_explicit, manifest_doc, problems, images)
-    pairs = _read_pairs(root, manifest.concepts, problems, images)
+    specificity = read_specificity(root, manifest, specificity_explicit, manifest_doc, problems, images)
+    pairs = read_pairs(root, manifest.concepts, problems, images)
     return Reading(Benchmark(root, manifest, concepts, specificity, pairs), problems, images)
 
 
@@ -209,10 +197,6 @@ def write_benchmark_json(path: str | Path, data: Any) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-
-
-def _field_names(cls: type, *, drop: tuple[str, ...] = ()) -> list[str]:
-    return [f.name for f in fields(cls) if f.name not in drop]
 
 
 def _parse_manifest(doc: JsonDoc, data: Any) -> tuple[Manifest | None, bool, list[tuple[int, str]]]:
@@ -249,7 +233,7 @@ def _parse_manifest(doc: JsonDoc, data: Any) -> tuple[Manifest | None, bool, lis
     if generator is not None and not isinstance(generator, dict):
         doc.error("generator", f"expected an object or null, got {kind_of(generator)}")
         generator = None
-    doc.unknown(data, "", _field_names(Manifest))
+    doc.unknown(data, "", field_names(Manifest))
 
     seen: dict[str, int] = {}
     usable: list[tuple[int, str]] = []
@@ -338,7 +322,7 @@ def _parse_concept(
     multihop, _ = doc.items(data, "multihop", lambda o, w: _parse_qa(doc, o, w), required=False)
     fact_questions, _ = doc.items(data, "fact_questions", lambda o, w: _parse_qa(doc, o, w), required=False)
     appearance = doc.optional_text(data, "appearance", "")
-    doc.unknown(data, "", _field_names(Concept, drop=("slug",)))
+    doc.unknown(data, "", field_names(Concept, drop=("slug",)))
 
     # Rules beyond types. A name that displays as another (a bidi override, a zero-width space) is
     # refused; every name is kept in NFC, so that its NFC and NFD spellings are one name.
@@ -427,7 +411,7 @@ def _check_images(
 
 
 def _parse_fact(doc: JsonDoc, obj: dict[str, Any], where: str) -> Fact:
-    doc.unknown(obj, where, _field_names(Fact))
+    doc.unknown(obj, where, field_names(Fact))
     return Fact(
         key=doc.text(obj, "key", where),
         question=doc.text(obj, "question", where),
@@ -437,7 +421,7 @@ def _parse_fact(doc: JsonDoc, obj: dict[str, Any], where: str) -> Fact:
 
 
 def _parse_image(doc: JsonDoc, obj: dict[str, Any], where: str) -> ImageRecord:
-    doc.unknown(obj, where, _field_names(ImageRecord))
+    doc.unknown(obj, where, field_names(ImageRecord))
     return ImageRecord(
         file=doc.text(obj, "file", where),
         forget=doc.flag(obj, "forget", where),
@@ -446,7 +430,7 @@ def _parse_image(doc: JsonDoc, obj: dict[str, Any], where: str) -> ImageRecord:
 
 
 def _parse_prompt(doc: JsonDoc, obj: dict[str, Any], where: str, names: list[str]) -> RecognitionPrompt:
-    doc.unknown(obj, where, _field_names(RecognitionPrompt))
+    doc.unknown(obj, where, field_names(RecognitionPrompt))
     prompt = doc.text(obj, "prompt", where)
     kind = doc.text(obj, "type", where)
     targets = doc.strings(obj, "targets", where, required=True, nonempty=True)
@@ -468,7 +452,7 @@ def _parse_prompt(doc: JsonDoc, obj: dict[str, Any], where: str, names: list[str
 
 
 def _parse_qa(doc: JsonDoc, obj: dict[str, Any], where: str) -> QA:
-    doc.unknown(obj, where, _field_names(QA))
+    doc.unknown(obj, where, field_names(QA))
     return QA(
         question=doc.text(obj, "question", where),
         answers=doc.strings(obj, "answers", where, required=True, nonempty=True),
@@ -519,127 +503,3 @@ def _check_unique_names(concepts: list[Concept], problems: list[Problem]) -> Non
             )
         else:
             owner.setdefault(key, (concept, where))
-
-
-def _read_specificity(
-    root: Path,
-    manifest: Manifest,
-    explicit: bool,
-    manifest_doc: JsonDoc,
-    problems: list[Problem],
-    refs: list[ImageRef],
-) -> list[SpecificityItem]:
-    if manifest.specificity is None or not manifest.specificity.strip():
-        return []
-    try:
-        path = resolve_inside(root, manifest.specificity)
-    except BenchFileError as err:
-        manifest_doc.error("specificity", err.reason)
-        return []
-    rel = manifest.specificity
-    if not path.is_file():
-        if explicit:
-            manifest_doc.error("specificity", f"file {rel} not found (set null if there is none)")
-        else:
-            manifest_doc.warn(
-                "specificity", f"no {rel}; the specificity metric is skipped (set null to say so explicitly)"
-            )
-        return []
-    doc = JsonDoc(rel, problems)
-    data = doc.read(path)
-    if data is INVALID:
-        return []
-    parsed, prefix = _item_list(doc, data, lambda o, w: _parse_specificity(doc, o, w))
-    return _with_root_images(doc, root, parsed, prefix, refs)
-
-
-def _parse_specificity(doc: JsonDoc, obj: dict[str, Any], where: str) -> SpecificityItem:
-    doc.unknown(obj, where, _field_names(SpecificityItem))
-    return SpecificityItem(
-        image=doc.text(obj, "image", where),
-        question=doc.text(obj, "question", where),
-        answers=doc.strings(obj, "answers", where, required=True, nonempty=True),
-        kind=doc.text(obj, "kind", where, default="vqa"),
-    )
-
-
-def _item_list(
-    doc: JsonDoc, data: Any, parse: Callable[[dict[str, Any], str], T | None]
-) -> tuple[list[tuple[int, T]], str]:
-    """The entries of a file that is a list of objects, or an object whose "items" is one (room for
-    metadata); with the prefix of their field paths ("items" or "")."""
-    wrapper = isinstance(data, dict)
-    if wrapper:
-        doc.unknown(data, "", ["items", "description"])
-        data = data.get("items", MISSING)
-        if data is MISSING:
-            doc.error("items", "missing required field")
-            return [], "items"
-    label = "items" if wrapper else ""
-    if not isinstance(data, list):
-        doc.error(label, f"expected a list of objects, got {kind_of(data)}")
-        return [], label
-    parsed, _ = doc.items({"items": data}, "items", parse, required=True, label=label)
-    return parsed, label
-
-
-def _read_pairs(
-    root: Path, slugs: list[str], problems: list[Problem], refs: list[ImageRef]
-) -> list[PairPicture]:
-    """``pairs.json`` if the benchmark has one: pictures of two listed concepts side by side."""
-    path = root / PAIRS_FILE
-    if not path.is_file():
-        return []
-    doc = JsonDoc(PAIRS_FILE, problems)
-    data = doc.read(path)
-    if data is INVALID:
-        return []
-    listed = set(slugs)
-    parsed, prefix = _item_list(doc, data, lambda o, w: _parse_pair(doc, o, w, listed))
-    return _with_root_images(doc, root, parsed, prefix, refs)
-
-
-def _with_root_images(
-    doc: JsonDoc, root: Path, parsed: list[tuple[int, ImageItem]], prefix: str, refs: list[ImageRef]
-) -> list[ImageItem]:
-    """The entries whose ``image`` (relative to the benchmark root) stays inside it; each such image
-    is added to ``refs`` for the validator, each other one is an error."""
-    items = []
-    for i, item in parsed:
-        field = f"{prefix}[{i}].image"
-        try:
-            image = resolve_inside(root, item.image)
-        except BenchFileError as err:
-            doc.error(field, err.reason)
-            continue
-        refs.append(ImageRef(doc.file, field, image))
-        items.append(item)
-    return items
-
-
-def _parse_pair(doc: JsonDoc, obj: dict[str, Any], where: str, slugs: set[str]) -> PairPicture | None:
-    doc.unknown(obj, where, _field_names(PairPicture))
-    before = doc.errors
-    image = doc.text(obj, "image", where)
-    concepts = doc.strings(obj, "concepts", where, required=True, nonempty=True)
-    prompts = doc.strings(obj, "prompts", where, required=True, nonempty=True)
-    if doc.errors != before:
-        return None
-    if len(concepts) != 2 or len(set(concepts)) != 2:
-        doc.error(
-            join_field(where, "concepts"), f"expected two different concept folder names, got {concepts}"
-        )
-        return None
-    for k, slug in enumerate(concepts):
-        if slug not in slugs:
-            close = difflib.get_close_matches(slug, sorted(slugs), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            doc.error(
-                f"{join_field(where, 'concepts')}[{k}]", f"{slug!r} is not a concept of manifest.json{hint}"
-            )
-    if len(prompts) != len(concepts):
-        doc.error(
-            join_field(where, "prompts"),
-            f"expected one question per concept ({len(concepts)}), got {len(prompts)}",
-        )
-    return PairPicture(image, concepts, prompts)

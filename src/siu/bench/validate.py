@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from siu.bench.fields import Problem
-from siu.bench.images import BenchFileError, open_image
-from siu.bench.load import ImageRef, load_benchmark, read_benchmark
+from siu.bench.images import BenchFileError, ImageRef, open_image
+from siu.bench.load import load_benchmark, read_benchmark
 from siu.errors import BenchmarkError
 
 __all__ = ["Problem", "format_problems", "validate_benchmark"]

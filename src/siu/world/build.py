@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from siu.bench.load import PAIRS_FILE
+from siu.bench.root_files import PAIRS_FILE
 from siu.bench.schema import (
     QA,
     Concept,

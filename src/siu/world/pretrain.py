@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from siu import __version__
-from siu.bench.load import PAIRS_FILE, Benchmark, load_benchmark
+from siu.bench.load import Benchmark, load_benchmark
+from siu.bench.root_files import PAIRS_FILE
 from siu.errors import SiuError
 from siu.models.adapter import VLM, Encoded
 from siu.outputs import versions, write_atomically
