@@ -52,8 +52,8 @@ from siu.unlearn.config import PAPER_PROFILE, UnlearnConfig  # noqa: E402
 from siu.unlearn.losses import vocab_mask_for_names  # noqa: E402
 from siu.unlearn.methods import get_method  # noqa: E402
 from siu.unlearn.plan import plan  # noqa: E402
+from siu.unlearn.preparation import make_loss_fn  # noqa: E402
 from siu.unlearn.reference import Reference  # noqa: E402
-from siu.unlearn.run import make_loss_fn  # noqa: E402
 from siu.unlearn.setup import apply_lora, enable_gradient_checkpointing  # noqa: E402
 from siu.world.tiny_llava import TinyLlavaConfig, build_model, build_processor, train_tokenizer  # noqa: E402
 

@@ -46,8 +46,9 @@ from siu.unlearn.batches import batch_schedule, groups_of, local_batches, model_
 from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.losses import cross_entropy, vocab_mask_for_names
 from siu.unlearn.methods import LossInputs, Method, Part, get_method, method_names
+from siu.unlearn.preparation import make_loss_fn, prepare_trainable, sample_meta
 from siu.unlearn.reference import Reference
-from siu.unlearn.run import build_data, make_loss_fn, prepare_trainable, sample_meta
+from siu.unlearn.run import build_data
 from siu.world.cache import ensure_world_and_model
 
 

@@ -131,7 +131,7 @@ def relearned(vlm: VLM, samples: list[Sample], seed: int = 0) -> Iterator[list[f
     from siu.unlearn.batches import batch_schedule
     from siu.unlearn.config import UnlearnConfig
     from siu.unlearn.losses import cross_entropy
-    from siu.unlearn.run import prepare_trainable
+    from siu.unlearn.preparation import prepare_trainable
 
     n_params = sum(p.numel() for p in vlm.model.parameters())
     cfg, _ = UnlearnConfig().resolved(str(getattr(vlm.model.config, "model_type", "")), n_params)

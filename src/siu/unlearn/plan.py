@@ -286,7 +286,7 @@ def state_bytes(trainable: Sequence[torch.nn.Parameter], lora: bool, itemsize: i
 
 def trained_weights(model: torch.nn.Module, cfg: UnlearnConfig, method: Method) -> list[torch.nn.Parameter]:
     """The weights a run trains, found by the run's own set-up (on a meta model: no memory)."""
-    from siu.unlearn.run import prepare_trainable
+    from siu.unlearn.preparation import prepare_trainable
 
     peft = prepare_trainable(model, cfg, upto=method.lora_upto(model))
     return [p for p in peft.parameters() if p.requires_grad]
@@ -357,7 +357,7 @@ def measure_run(
     samples when ``samples`` are fewer (one batch, to save time): the cached reference of the others
     is added, as many bytes per sample as the measured ones take."""
     from siu.training import train
-    from siu.unlearn.run import make_loss_fn, prepare_training, train_config
+    from siu.unlearn.preparation import make_loss_fn, prepare_training, train_config
 
     model = vlm.model
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])

@@ -8,10 +8,10 @@ The flow of :func:`unlearn`:
    (:func:`siu.unlearn.config.profile_for`); every profile value can be overridden in the config;
 3. build the method's data (:func:`siu.unlearn.data.build_data_of_kind`); the original model fills in
    what the records lack (facts, the visible description);
-4. dry run: print the data and stop. Otherwise set up the trained weights (:mod:`siu.unlearn.setup`),
-   the reference if the method needs one (:mod:`siu.unlearn.reference`: never a second model), the
-   batches (:mod:`siu.unlearn.batches`), train with :func:`siu.training.train` (the one loop) and
-   write the model, the processor and ``run.json`` atomically.
+4. dry run: print the data and stop. Otherwise prepare the training (:mod:`siu.unlearn.preparation`:
+   the trained weights, the reference if the method needs one, never a second model, and the
+   batches), train with :func:`siu.training.train` (the one loop) and write the model, the processor
+   and ``run.json`` atomically.
 
 Under ``accelerate launch`` the model is wrapped by ``Accelerator.prepare_model`` (DDP when there are
 several processes: ``train()``'s ``loss.backward()`` then all-reduces the gradients); every process
@@ -20,7 +20,6 @@ trains on its slice of each batch and only the main process prints and writes.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -31,67 +30,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from siu.bench.load import Benchmark
 from siu.bench.schema import Concept
 from siu.errors import SiuError
-from siu.models.adapter import VLM, Sample
+from siu.models.adapter import VLM
 from siu.outputs import versions, write_atomically
 from siu.runtime import CPU, Runtime
-from siu.training import LossFn, TrainConfig, TrainLog, train
-from siu.unlearn.batches import SampleMeta, batch_schedule, groups_of, local_batches, scales_of
+from siu.training import TrainLog, train
 from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.data import build_data_of_kind
 from siu.unlearn.inputs import check_names_encodable, check_out, read_request
 from siu.unlearn.losses import masked_pieces, vocab_mask_for_names
-from siu.unlearn.methods import LossInputs, Method
-from siu.unlearn.reference import Reference, forward, unwrap
+from siu.unlearn.preparation import make_loss_fn, prepare_training, sample_meta, train_config
+from siu.unlearn.reference import unwrap
 from siu.unlearn.samples import DataConfig, UnlearnSample, dataset_record, format_dataset
-from siu.unlearn.setup import apply_lora, enable_gradient_checkpointing, set_full_scope
 from siu.unlearn.stopping import StopState, build_stop_data, check_row, measure
 from siu.unlearn.views import with_views
 
 RUN_FILE = "run.json"
-
-
-def make_loss_fn(
-    method: Method, reference: Reference | None, vocab_mask: Tensor | None, layer: int | None = None
-) -> LossFn:
-    """The loss that ``train()`` calls: runs the model (and the reference) and applies the method's loss.
-
-    ``layer``: the decoder layer whose hidden state the method reads (the reference then holds the
-    original's hidden state there instead of its logits).
-    """
-
-    def loss_fn(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        logits, hidden = forward(model, batch, layer)
-        ref = reference.logits(model, batch, logits if hidden is None else hidden) if reference else None
-        scales = scales_of(batch)
-        loss, parts = method.loss(
-            LossInputs(
-                logits=logits,
-                labels=batch["labels"],
-                target_mask=batch["target_mask"],
-                forget=batch["forget"],
-                pair=batch["pair"],
-                chosen=batch["chosen"],
-                scales=scales,
-                ref_logits=ref if hidden is None else None,
-                vocab_mask=vocab_mask.to(logits.device) if vocab_mask is not None else None,
-                hidden=hidden,
-                ref_hidden=ref if hidden is not None else None,
-            )
-        )
-        # each logged part as this slice's share of the batch's mean (like the loss), so that the
-        # figures of micro-batches add up and those of processes average to the whole batch's
-        return loss, {k: v * scales.get(k, 1.0) for k, v in parts.items()}
-
-    return loss_fn
-
-
-def sample_meta(samples: Sequence[UnlearnSample]) -> list[SampleMeta]:
-    return [SampleMeta(forget=s.role == "forget", pair=s.pair, chosen=s.chosen) for s in samples]
 
 
 def check_finite_weights(
@@ -233,82 +190,6 @@ def build_joint_data(
         # likeliest made-up names, the visible description) is built from the forget image itself.
         out += with_views(samples, image, cfg.views or 1, cfg.seed, bool(cfg.view_background))
     return out
-
-
-def prepare_trainable(model: torch.nn.Module, cfg: UnlearnConfig, upto: int | None = None) -> torch.nn.Module:
-    """LoRA on the language model (returns the peft model; ``upto``: decoder layers 0..upto only), or
-    the full fine-tuning scope."""
-    if cfg.lora:
-        assert cfg.lora_r is not None and cfg.lora_alpha is not None
-        return apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout or 0.0, upto=upto)
-    set_full_scope(model, cfg.full_scope or "language_model")
-    return model
-
-
-@dataclasses.dataclass
-class PreparedTraining:
-    """What :func:`train` needs besides the loss: the trained model, each step's micro-batches, the
-    reference (None when the method has none) and the decoder layer the method reads (or None)."""
-
-    model: torch.nn.Module
-    steps: list[list[dict[str, Tensor]]]
-    reference: Reference | None
-    layer: int | None
-
-
-def prepare_training(
-    vlm: VLM,
-    cfg: UnlearnConfig,
-    method: Method,
-    samples: Sequence[Sample],
-    metas: Sequence[SampleMeta],
-    rank: int = 0,
-    world: int = 1,
-    load_in: str | None = None,
-    reference_model: torch.nn.Module | None = None,
-) -> PreparedTraining:
-    """Everything between the data and the first step, as ``siu unlearn`` does it (and ``--plan``
-    measures it): trained weights, checkpointing, batches, the cached reference, the method's own
-    preparation. ``samples``: the :class:`Sample` of each data item; ``cfg``: a resolved config.
-    ``reference_model``: the model a cached reference holds to instead of the one trained (a sequence's
-    original model)."""
-    assert cfg.steps is not None and cfg.batch_size is not None
-    layer = method.feature_layer(vlm.model)
-    if load_in is not None:  # norms and head in float32, inputs that require grad (QLoRA's recipe)
-        from peft import prepare_model_for_kbit_training
-
-        prepare_model_for_kbit_training(vlm.model, use_gradient_checkpointing=False)
-    model = prepare_trainable(vlm.model, cfg, upto=method.lora_upto(vlm.model))
-    if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    encoded = [vlm.encode_one(s) for s in samples]
-    schedule = batch_schedule(len(encoded), cfg.batch_size, cfg.steps, cfg.seed, groups_of(metas))
-    steps = local_batches(vlm, encoded, metas, schedule, rank, world, method, cfg.micro_batch_size)
-    batches = [batch for step in steps for batch in step]  # every micro-batch, in training order
-    reference = None
-    if method.reference:
-        reference = Reference(cfg.reference, layer)
-        if reference.mode == "cached" and reference_model is not None:
-            reference.precompute(reference_model, batches)
-        elif reference.mode == "cached":
-            # LoRA starts as the identity, but disabling it makes "original model" true by construction
-            with model.disable_adapter() if cfg.lora else contextlib.nullcontext():  # type: ignore[operator]
-                reference.precompute(model, batches)
-    method.prepare(model, steps, cfg.seed)
-    return PreparedTraining(model, steps, reference, layer)
-
-
-def train_config(cfg: UnlearnConfig, steps: int | None = None) -> TrainConfig:
-    """The loop's settings of a resolved config (``steps``: fewer than the config's, e.g. to measure)."""
-    assert cfg.steps is not None and cfg.lr is not None
-    return TrainConfig(
-        steps=steps if steps is not None else cfg.steps,
-        lr=cfg.lr,
-        warmup_ratio=cfg.warmup_ratio or 0.0,
-        weight_decay=cfg.weight_decay or 0.0,
-        schedule=cfg.schedule or "cosine",
-        max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm is not None else 1.0,
-    )
 
 
 def unlearn(
