@@ -29,6 +29,8 @@ def read_specificity(
     problems: list[Problem],
     refs: list[ImageRef],
 ) -> list[SpecificityItem]:
+    """The specificity file the manifest names (``explicit``: named by the manifest rather than by
+    default, so that its absence is an error rather than a warning), or none."""
     if manifest.specificity is None or not manifest.specificity.strip():
         return []
     try:
