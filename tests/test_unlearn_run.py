@@ -310,12 +310,9 @@ def test_profiles() -> None:
     assert npo.stop == "never" and npo.lr == tiny["lr"] and npo.steps == tiny["steps"]
     real, _ = UnlearnConfig().resolved("llava", 7_000_000_000)
     assert real.stop == "auto" and real.steps == 10 and real.lr == 3e-4
-    # on the tiny model SIU also names seven other concepts on their own pictures, waits three steps and
-    # lets the others' names lose a quarter nat; the paper's data and rule for real models and for the
-    # other methods; the user's settings win
-    rule = cfg.stop_settings()
-    assert (cfg.others_pictures, rule.patience, rule.others_drop_budget) == (7, 3, 0.25)
+    # on the tiny model SIU also names seven other concepts on their own pictures and waits two steps
+    # more; the paper's data and rule for real models and for the other methods; the user's settings win
+    assert (cfg.others_pictures, cfg.stop_rule, cfg.stop_settings().patience) == (7, {"patience": 2}, 2)
     assert (real.others_pictures, real.stop_rule, npo.others_pictures) == (0, {}, 0)
     mine, _ = UnlearnConfig(others_pictures=0, stop_rule={"patience": 1, "min_steps": 2}).resolved("llava", 1)
-    assert mine.others_pictures == 0  # the user's rule settings win; SIU's budget stays where not set
-    assert mine.stop_rule == {"patience": 1, "min_steps": 2, "others_drop_budget": 0.25}
+    assert mine.others_pictures == 0 and mine.stop_rule == {"patience": 1, "min_steps": 2}

@@ -42,7 +42,7 @@ dropout 0.05 on the language model's linear layers; AdamW lr 3e-4, cosine, warm-
 6 steps) for real models, and a profile tuned for the synthetic world's tiny model (LoRA, batches
 of 32, target counts 18/2/7/7, three made-up identities, nine views of the forget image; SIU there
 also names seven other concepts on their own forget images and trains at a constant lr 5e-4 until
-the stopping rule, patience 3, says the concept is forgotten, 16 steps at most).
+the stopping rule, patience 2, says the concept is forgotten, 16 steps at most).
 Every value can be overridden below, or in a --config file. The output directory receives the
 unlearned model (LoRA merged unless --adapter-only), the processor and run.json (config, data set,
 per-step losses, versions).
@@ -317,7 +317,7 @@ def add_training_options(p: argparse.ArgumentParser, one_run: bool = True) -> No
         metavar="SETTING=VALUE",
         help="change a setting of the stopping rule, e.g. --stop-rule patience=2 (settings: "
         + ", ".join(f"{f.name} {f.default!r}" for f in dataclasses.fields(StopRule) if f.name != "mode")
-        + "; SIU on the synthetic world's tiny model: patience 3, others_drop_budget 0.25; see docs/stopping.md)",
+        + "; SIU on the synthetic world's tiny model: patience 2; see docs/stopping.md)",
     )
     train.add_argument(
         "--reference",

@@ -37,9 +37,8 @@ class Siu(Method):
     rank = 0
     # the stopping rule by default (docs/stopping.md): steps is then the cap. On the tiny model a
     # constant lr of 5e-4 makes each step a small, even move, so the rule can stop at the right one;
-    # seven other concepts named on their own pictures hold their names while the concept's goes; a
-    # patience of 3 waits for the held-out pictures, which lag the check views, and a budget of a
-    # quarter nat on the other concepts' names ends the wait before they go (docs/stopping.md).
+    # seven other concepts named on their own pictures hold their names while the concept's goes, and
+    # a patience of 2 waits for the held-out pictures, which lag the check views (docs/stopping.md).
     profile_overrides: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {
             "stop": "auto",
@@ -47,7 +46,7 @@ class Siu(Method):
             "lr": 5e-4,
             "schedule": "constant",
             "others_pictures": 7,
-            "stop_rule": {"patience": 3, "others_drop_budget": 0.25},
+            "stop_rule": {"patience": 2},
         },
         "paper": {"stop": "auto", "steps": 10},
     }
