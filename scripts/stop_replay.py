@@ -35,6 +35,7 @@ class Rule:
     also_named_max: float = 0.0  # ... name the concept on at most this share of its questions
     drift_budget: float | None = 0.25
     others_budget: float | None = 1.0
+    others_min: float = 0.0  # stop once fewer other concepts than this share are still named (0: off)
     min_steps: int = 1  # no stop before this step (StopRule.min_steps)
     cap: int = 16
 
@@ -78,6 +79,8 @@ def stop_step(run: dict[str, Any], rule: Rule) -> tuple[int, str]:
             return t, "drift"
         if rule.others_budget is not None and check.get("others_drop", 0.0) > rule.others_budget:
             return t, "others"
+        if check.get("others_named", 1.0) < rule.others_min:
+            return t, "others named"
         if since is not None and t - since >= rule.patience:
             return t, "forgotten"
     return steps, "cap"
