@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from siu.bench.images import BenchFileError, resolve_inside
+
 T = TypeVar("T")
 
 
@@ -80,6 +82,15 @@ class JsonDoc:
     def error(self, field: str, message: str) -> None:
         self.problems.append(Problem(self.file, field, message))
         self.errors += 1
+
+    def inside(self, base: Path, rel: str, field: str) -> Path | None:
+        """``rel`` resolved inside ``base`` (:func:`siu.bench.images.resolve_inside`), or None with the
+        reason recorded as an error at ``field``."""
+        try:
+            return resolve_inside(base, rel)
+        except BenchFileError as err:
+            self.error(field, err.reason)
+            return None
 
     def warn(self, field: str, message: str) -> None:
         self.problems.append(Problem(self.file, field, message, "warning"))

@@ -31,7 +31,7 @@ from siu.bench.fields import (
     join_field,
     kind_of,
 )
-from siu.bench.images import BenchFileError, ImageRef, open_image, resolve_inside
+from siu.bench.images import ImageRef, open_image, resolve_inside
 from siu.bench.root_files import read_pairs, read_specificity
 from siu.bench.schema import (
     CATEGORIES,
@@ -268,11 +268,11 @@ def _read_concept(
     root: Path, slug: str, index: int, manifest_doc: JsonDoc, problems: list[Problem], images: list[ImageRef]
 ) -> Concept | None:
     folder = root / CONCEPTS_DIR / slug
-    try:  # against the benchmark root: a concepts/ or a concept folder linked elsewhere is outside too
-        resolve_inside(root / CONCEPTS_DIR, slug)
-        resolve_inside(root, f"{CONCEPTS_DIR}/{slug}")
-    except BenchFileError as err:
-        manifest_doc.error(f"concepts[{index}]", err.reason)
+    # against the benchmark root: a concepts/ or a concept folder linked elsewhere is outside too
+    where = f"concepts[{index}]"
+    if manifest_doc.inside(root / CONCEPTS_DIR, slug, where) is None:
+        return None
+    if manifest_doc.inside(root, f"{CONCEPTS_DIR}/{slug}", where) is None:
         return None
     if not folder.is_dir():
         manifest_doc.error(f"concepts[{index}]", f"concept folder {CONCEPTS_DIR}/{slug} not found")
@@ -282,10 +282,7 @@ def _read_concept(
     if not (folder / CONCEPT_FILE).is_file():
         doc.error("", "file not found (every concept folder holds concept.json)")
         return None
-    try:
-        resolve_inside(root, rel)
-    except BenchFileError as err:
-        doc.error("", err.reason)
+    if doc.inside(root, rel, "") is None:
         return None
     data = doc.read(folder / CONCEPT_FILE)
     if data is INVALID:
@@ -398,10 +395,8 @@ def _check_images(
     seen: dict[Path, int] = {}
     for i, img in images:
         field = f"images[{i}].file"
-        try:
-            path = resolve_inside(folder, img.file)
-        except BenchFileError as err:
-            doc.error(field, err.reason)
+        path = doc.inside(folder, img.file, field)
+        if path is None:
             continue
         if path in seen:
             doc.error(field, f"same file as images[{seen[path]}]; each image is listed once")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from siu.bench.fields import INVALID, MISSING, JsonDoc, Problem, field_names, join_field, kind_of
-from siu.bench.images import BenchFileError, ImageRef, resolve_inside
+from siu.bench.images import ImageRef
 from siu.bench.schema import Manifest, PairPicture, SpecificityItem
 
 PAIRS_FILE = "pairs.json"  # optional, at the root; its pictures are usually under pairs/
@@ -33,10 +33,8 @@ def read_specificity(
     default, so that its absence is an error rather than a warning), or none."""
     if manifest.specificity is None or not manifest.specificity.strip():
         return []
-    try:
-        path = resolve_inside(root, manifest.specificity)
-    except BenchFileError as err:
-        manifest_doc.error("specificity", err.reason)
+    path = manifest_doc.inside(root, manifest.specificity, "specificity")
+    if path is None:
         return []
     rel = manifest.specificity
     if not path.is_file():
@@ -109,10 +107,8 @@ def _with_root_images(
     items = []
     for i, item in parsed:
         field = f"{prefix}[{i}].image"
-        try:
-            image = resolve_inside(root, item.image)
-        except BenchFileError as err:
-            doc.error(field, err.reason)
+        image = doc.inside(root, item.image, field)
+        if image is None:
             continue
         refs.append(ImageRef(doc.file, field, image))
         items.append(item)
