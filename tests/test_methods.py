@@ -40,6 +40,12 @@ def test_every_registered_method_trains_two_steps(
     assert run["method"] == name and set(run["config"]["options"]) == {
         f.name for f in dataclasses.fields(method.Options)
     }
+    if name in ("npo", "graddiff"):  # the retain weight trained is the profile's 3, which run.json records
+        weight = run["config"]["options"]["retain_weight"]
+        assert weight == 3.0
+        for r in run["losses"]:
+            first = r["npo"] if name == "npo" else -r["forget"]  # GradDiff ascends on the forget set
+            assert r["loss"] == pytest.approx(first + weight * r["retain"], rel=1e-4, abs=1e-5)
     before, after = load_file(model / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before), "the run must change the model"
 
@@ -107,6 +113,8 @@ def test_cli_flags_and_config_file_come_from_the_registry(
     helped = capsys.readouterr().out
     assert all(f"  {name} " in helped for name in method_names()) and "--npo-beta" in helped
     assert "--no-token-mask" in helped and "--retain-weight" in helped
+    # a profile's own default of an option is in its help, beside the dataclass's
+    assert "tiny model: graddiff 3.0, npo 3.0" in " ".join(helped.split())
     config = tmp_path / "run.yaml"
     config.write_text(
         f"model: {model}\nimage: {image}\nconcept: Zorblax Quint\noverrides: {overrides}\n"

@@ -92,6 +92,12 @@ def test_run_record_model_and_untouched_input(science: dict, micro_world: tuple[
     assert set(record["versions"]) >= {"torch", "transformers", "peft", "siu"}
     assert [r["step"] for r in record["losses"]] == list(range(1, record["steps_taken"] + 1))
     assert all({"loss", "ce", "dmk", "lr"} <= set(r) for r in record["losses"])
+    # the loss trained is the one run.json records: alpha * CE + beta * DMK with the options it names
+    opts = record["config"]["options"]
+    for r in record["losses"]:
+        assert r["loss"] == pytest.approx(
+            opts["alpha"] * r["ce"] + opts["beta"] * r["dmk"], rel=1e-4, abs=1e-5
+        )
     # the four targets (34 samples) and the micro world's three other concepts on their own pictures
     assert len(record["dataset"]) == 37 and {d["target"] for d in record["dataset"]} == {1, 2, 3, 4, 5}
     assert record["config"]["options"] == {

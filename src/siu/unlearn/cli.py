@@ -115,11 +115,25 @@ def _methods_listing() -> str:
     return "\n".join(f"  {name:<12} {METHODS[name].summary}" for name in method_names())
 
 
+def _profile_defaults(option: str, methods: Sequence[str]) -> str:
+    """Where a method's profile sets another default for ``option``: "; tiny model: siu 2.0"."""
+    from siu.unlearn.methods import METHODS
+
+    found: dict[str, list[str]] = {}
+    for method in methods:
+        for profile, values in METHODS[method].profile_overrides.items():
+            if option in values.get("options", {}):
+                found.setdefault(profile, []).append(f"{method} {values['options'][option]}")
+    names = {"tiny": "tiny model", "paper": "real models"}
+    return "".join(f"; {names.get(k, k)}: {', '.join(v)}" for k, v in found.items())
+
+
 def add_method_options(p: argparse.ArgumentParser) -> None:
     """One flag per method option, derived from the registry."""
     group = p.add_argument_group("method options (each applies to the methods named in brackets)")
     for name, (f, methods) in method_option_fields().items():
-        help_text = f"{f.metadata.get('help', '')} [{', '.join(methods)}; default {f.default}]"
+        where = _profile_defaults(name, methods)
+        help_text = f"{f.metadata.get('help', '')} [{', '.join(methods)}; default {f.default}{where}]"
         if f.type in (bool, "bool"):
             group.add_argument(_flag_of(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
                                help=help_text)  # fmt: skip

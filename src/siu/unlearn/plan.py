@@ -447,6 +447,7 @@ def plan(
     meta = meta_model(config, dtype)
     n_params = sum(p.numel() for p in meta.parameters())
     cfg, profile = cfg.resolved(str(config.model_type), n_params)
+    method = cfg.method_instance()  # with the profile's options
     assert cfg.batch_size is not None
     if load_in is not None and not cfg.lora:
         raise SiuError(f"a {load_in} base cannot be fine-tuned fully; train LoRA (--lora)")

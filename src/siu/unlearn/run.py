@@ -266,6 +266,7 @@ def unlearn(
     model_type = str(getattr(vlm.model.config, "model_type", ""))
     batch_given = cfg.batch_size is not None
     cfg, profile = cfg.resolved(model_type, n_params)
+    method = cfg.method_instance()  # again: the profile may set the method's own options
     if joint and not batch_given:  # each concept as many samples per step as it would have alone
         assert cfg.batch_size is not None
         cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size * len(records))
