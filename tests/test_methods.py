@@ -115,6 +115,7 @@ def test_cli_flags_and_config_file_come_from_the_registry(
     assert "--no-token-mask" in helped and "--retain-weight" in helped
     # a profile's own default of an option is in its help, beside the dataclass's
     assert "tiny model: graddiff 3.0, npo 3.0" in " ".join(helped.split())
+    assert "tiny model: siu 2.0" in " ".join(helped.split())
     config = tmp_path / "run.yaml"
     config.write_text(
         f"model: {model}\nimage: {image}\nconcept: Zorblax Quint\noverrides: {overrides}\n"

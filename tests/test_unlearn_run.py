@@ -93,6 +93,7 @@ def test_run_record_model_and_untouched_input(science: dict, micro_world: tuple[
     assert [r["step"] for r in record["losses"]] == list(range(1, record["steps_taken"] + 1))
     assert all({"loss", "ce", "dmk", "lr"} <= set(r) for r in record["losses"])
     # the loss trained is the one run.json records: alpha * CE + beta * DMK with the options it names
+    # (the profile's own beta on the tiny model, not the dataclass's)
     opts = record["config"]["options"]
     for r in record["losses"]:
         assert r["loss"] == pytest.approx(
@@ -102,7 +103,7 @@ def test_run_record_model_and_untouched_input(science: dict, micro_world: tuple[
     assert len(record["dataset"]) == 37 and {d["target"] for d in record["dataset"]} == {1, 2, 3, 4, 5}
     assert record["config"]["options"] == {
         "alpha": 0.9,
-        "beta": 0.75,
+        "beta": 2.0,
         "use_token_mask": True,
         "use_vocab_mask": True,
     }
@@ -309,13 +310,16 @@ def test_profiles() -> None:
     tiny = profile_for("llava", 1_000_000)
     assert tiny["steps"] <= 10
     cfg, name = UnlearnConfig(steps=3).resolved("llava", 1_000_000)
-    # SIU's own override of the profile: the stopping rule, a constant lr of 5e-4 and a cap of 16
-    assert name == "tiny" and cfg.steps == 3 and cfg.lr == 5e-4 and cfg.stop == "auto"
+    # SIU's own override of the profile: the stopping rule, a constant lr of 5.5e-4, a cap of 16, and
+    # its own option's tiny default (beta 2); the paper profile keeps the paper's beta
+    assert name == "tiny" and cfg.steps == 3 and cfg.lr == 5.5e-4 and cfg.stop == "auto"
+    assert cfg.options == {"beta": 2.0} and cfg.method_instance().options.beta == 2.0
     assert cfg.schedule == "constant" and UnlearnConfig().resolved("llava", 1_000_000)[0].steps == 16
     npo, _ = UnlearnConfig(method="npo").resolved("llava", 1_000_000)
     assert npo.stop == "never" and npo.lr == tiny["lr"] and npo.steps == tiny["steps"]
     real, _ = UnlearnConfig().resolved("llava", 7_000_000_000)
     assert real.stop == "auto" and real.steps == 10 and real.lr == 3e-4
+    assert real.method_instance().options.beta == 0.75
     # on the tiny model SIU also names seven other concepts on their own pictures and waits two steps
     # more; the paper's data and rule for real models and for the other methods; the user's settings win
     assert (cfg.others_pictures, cfg.stop_rule, cfg.stop_settings().patience) == (7, {"patience": 2}, 2)

@@ -41,8 +41,9 @@ Training defaults come from the model's profile: the paper's LLaVA-1.5 set-up (L
 dropout 0.05 on the language model's linear layers; AdamW lr 3e-4, cosine, warm-up 0.03, batch 4,
 6 steps) for real models, and a profile tuned for the synthetic world's tiny model (LoRA, batches
 of 32, target counts 18/2/7/7, three made-up identities, nine views of the forget image; SIU there
-also names seven other concepts on their own forget images and trains at a constant lr 5e-4 until
-the stopping rule, patience 2, says the concept is forgotten, 16 steps at most).
+also names seven other concepts on their own forget images, weighs the Dual Masked KL 2 instead of
+0.75 and trains at a constant lr 5.5e-4 until the stopping rule, patience 2, says the concept is
+forgotten, 16 steps at most).
 Every value can be overridden below, or in a --config file. The output directory receives the
 unlearned model (LoRA merged unless --adapter-only), the processor and run.json (config, data set,
 per-step losses, versions).
