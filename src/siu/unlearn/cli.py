@@ -116,24 +116,19 @@ def _methods_listing() -> str:
     return "\n".join(f"  {name:<12} {METHODS[name].summary}" for name in method_names())
 
 
-def _profile_defaults(option: str, methods: Sequence[str]) -> str:
-    """Where a method's profile sets another default for ``option``: "; tiny model: siu 2.0"."""
-    from siu.unlearn.methods import METHODS
-
-    found: dict[str, list[str]] = {}
-    for method in methods:
-        for profile, values in METHODS[method].profile_overrides.items():
-            if option in values.get("options", {}):
-                found.setdefault(profile, []).append(f"{method} {values['options'][option]}")
-    names = {"tiny": "tiny model", "paper": "real models"}
-    return "".join(f"; {names.get(k, k)}: {', '.join(v)}" for k, v in found.items())
+PROFILE_NAMES = {"tiny": "tiny model", "paper": "real models"}  # as the help says them
 
 
 def add_method_options(p: argparse.ArgumentParser) -> None:
-    """One flag per method option, derived from the registry."""
+    """One flag per method option, derived from the registry (a profile's own default shown beside)."""
+    from siu.unlearn.methods import profile_option_defaults
+
     group = p.add_argument_group("method options (each applies to the methods named in brackets)")
     for name, (f, methods) in method_option_fields().items():
-        where = _profile_defaults(name, methods)
+        where = "".join(
+            f"; {PROFILE_NAMES.get(profile, profile)}: {', '.join(f'{m} {v}' for m, v in found.items())}"
+            for profile, found in profile_option_defaults(name, methods).items()
+        )
         help_text = f"{f.metadata.get('help', '')} [{', '.join(methods)}; default {f.default}{where}]"
         if f.type in (bool, "bool"):
             group.add_argument(_flag_of(name), dest=name, action=argparse.BooleanOptionalAction, default=None,

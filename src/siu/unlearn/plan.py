@@ -443,11 +443,10 @@ def plan(
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SiuError(f"{spath}: cannot read the model's config or processor: {first}") from err
     cfg.check()
-    method = cfg.method_instance()
     meta = meta_model(config, dtype)
     n_params = sum(p.numel() for p in meta.parameters())
     cfg, profile = cfg.resolved(str(config.model_type), n_params)
-    method = cfg.method_instance()  # with the profile's options
+    method = cfg.method_instance()  # built once resolved: the profile may set the method's options
     assert cfg.batch_size is not None
     if load_in is not None and not cfg.lora:
         raise SiuError(f"a {load_in} base cannot be fine-tuned fully; train LoRA (--lora)")

@@ -42,6 +42,7 @@ from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.data import build_data_of_kind
 from siu.unlearn.inputs import check_names_encodable, check_out, read_request
 from siu.unlearn.losses import masked_pieces, vocab_mask_for_names
+from siu.unlearn.methods import normalise_method
 from siu.unlearn.preparation import make_loss_fn, prepare_training, sample_meta, train_config
 from siu.unlearn.reference import unwrap
 from siu.unlearn.samples import DataConfig, UnlearnSample, dataset_record, format_dataset
@@ -228,8 +229,7 @@ def unlearn(
     start = time.perf_counter()
     runtime = (runtime or CPU).check(training=True)
     cfg.check()
-    method = cfg.method_instance()
-    cfg = dataclasses.replace(cfg, method=method.name)
+    cfg = dataclasses.replace(cfg, method=normalise_method(cfg.method))
     if adapter_only and cfg.lora is False:
         raise SiuError("--adapter-only needs LoRA; full fine-tuning has no adapter to save")
     if runtime.load_in is not None and adapter_only is False:
@@ -266,7 +266,7 @@ def unlearn(
     model_type = str(getattr(vlm.model.config, "model_type", ""))
     batch_given = cfg.batch_size is not None
     cfg, profile = cfg.resolved(model_type, n_params)
-    method = cfg.method_instance()  # again: the profile may set the method's own options
+    method = cfg.method_instance()  # built once resolved: the profile may set the method's options
     if joint and not batch_given:  # each concept as many samples per step as it would have alone
         assert cfg.batch_size is not None
         cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size * len(records))

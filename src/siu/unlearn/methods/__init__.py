@@ -38,6 +38,16 @@ def method_names() -> list[str]:
     return sorted(METHODS, key=lambda n: (METHODS[n].rank, n))
 
 
+def profile_option_defaults(option: str, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """Per profile, the methods whose ``profile_overrides`` set ``option``, and the value they set."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in methods:
+        for profile, values in METHODS[name].profile_overrides.items():
+            if option in values.get("options", {}):
+                found.setdefault(profile, {})[name] = values["options"][option]
+    return found
+
+
 def normalise_method(method: str) -> str:
     """``"GA+KL"``, ``"ga-kl"`` -> ``"ga_kl"``; an unknown name is a :class:`SiuError` naming the known ones."""
     key = method.strip().lower().replace("+", "_").replace("-", "_")
