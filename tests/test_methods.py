@@ -192,7 +192,7 @@ def test_a_methods_profile_defaults_come_from_its_sweep_and_the_user_wins() -> N
 
 def test_a_zero_on_the_command_line_wins_over_the_config_file(tmp_path: Path) -> None:
     from siu.cli import build_parser
-    from siu.unlearn.cli import apply_config_file, training_fields_from_args
+    from siu.unlearn.cli_config import apply_config_file, training_fields_from_args
 
     config = tmp_path / "run.yaml"
     config.write_text("others_pictures: 7\nweight_decay: 0.1\nlr: 0.002\n")

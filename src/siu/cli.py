@@ -151,7 +151,7 @@ def _cmd_bench_run(args: argparse.Namespace) -> int:
     from siu.matrix import VARIANTS, run_matrix
     from siu.outputs import quiet_transformers
     from siu.runtime import runtime_from_args
-    from siu.unlearn.cli import comma_list, method_options_from_args, training_fields_from_args
+    from siu.unlearn.cli_config import comma_list, method_options_from_args, training_fields_from_args
 
     try:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]

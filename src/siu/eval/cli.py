@@ -131,7 +131,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from siu.outputs import output_claimed, quiet_transformers
     from siu.report.html import eval_report
     from siu.runtime import runtime_from_args
-    from siu.unlearn.cli import comma_list
+    from siu.unlearn.cli_config import comma_list
     from siu.unlearn.inputs import check_apart
 
     runtime = runtime_from_args(args)
