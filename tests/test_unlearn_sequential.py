@@ -51,7 +51,11 @@ def test_two_requests_forget_both_keep_the_rest_and_every_step_is_kept(
     run = json.loads((second_dir / "run.json").read_text())
     assert run["forgotten_before"] == [bench.concept(CONCEPT).name]
     assert run["reference_model"] == str(model)  # the KL holds every request to the original
-    assert json.loads((first_dir / "run.json").read_text())["reference_model"] is None
+    first_run = json.loads((first_dir / "run.json").read_text())
+    assert first_run["reference_model"] is None
+    # that reference still names the first concept, so the second request's KL must leave its name out
+    assert set(first_run["vocab_mask_pieces"]) <= set(run["vocab_mask_pieces"])
+    assert set(run["vocab_mask_pieces"]) - set(first_run["vocab_mask_pieces"])  # and the second's own
     assert run["stopping"]["other_concepts_checked"] <= len(bench.concepts) - 2  # neither is "kept"
     seq = json.loads((out / "sequence.json").read_text())
     assert [r["dir"] for r in seq["requests"]] == [first_dir.name, second_dir.name]

@@ -280,7 +280,9 @@ def unlearn(
 
     vocab_mask = None
     pieces: list[str] | None = None  # what K_V masks, shown in the dry run and kept in run.json
-    names = [name for r in records for name in r.names]  # a joint run masks every forgotten name
+    # a joint run masks every forgotten name, and a sequence's request also those its earlier requests
+    # forgot: the KL's reference (the original) still names them, and unmasked it taught them back
+    names = [name for r in (*records, *earlier) for name in r.names]
     if method.vocab_mask:
         vocab_size = vlm.model.get_output_embeddings().weight.shape[0]
         if getattr(method.options, "use_vocab_mask", True):
