@@ -31,7 +31,7 @@ def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pa
 
 @pytest.fixture(scope="session")
 def micro_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """``(world_dir, model_dir)``: the micro synthetic world and its pre-trained tiny LLaVA (about a minute)."""
+    """``(world_dir, model_dir)``: the micro synthetic world and its pre-trained tiny LLaVA (about 90 s)."""
     from siu.world.build import WorldConfig, build_world
     from siu.world.pretrain import PretrainConfig, pretrain
 

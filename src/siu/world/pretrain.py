@@ -45,7 +45,10 @@ class PretrainConfig:
         """For the micro world of the tests: fewer images and steps."""
         return cls(
             corpus=CorpusConfig(images_per_concept=120),
-            steps=800,
+            # 800 steps missed the worst-concept gate on one pre-training seed in six (0.812 < 0.85:
+            # a processor that trains such an instance fails the suite); 1000 pass on all six and
+            # keep every science bound of the tests on four (docs/results/stopping.md)
+            steps=1000,
             batch_size=32,
             lr=2e-3,
         )
