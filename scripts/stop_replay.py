@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from statistics import mean
@@ -86,6 +87,15 @@ def stop_step(run: dict[str, Any], rule: Rule) -> tuple[int, str]:
     return steps, "cap"
 
 
+def miss_kind(run: dict[str, Any], step: int, cap: int) -> str:
+    """Why a stop after ``step`` misses, against the steps (up to ``cap``) that meet all three goals:
+    "early" (before the first of them), "late" (after one) or "no window" (there is none)."""
+    window = [t["step"] for t in run["truth"][:cap] if t["passed"]]
+    if not window:
+        return "no window"
+    return "early" if step < window[0] else "late"
+
+
 def replay(runs: list[dict[str, Any]], rule: Rule) -> dict[str, Any]:
     stops = [stop_step(r, rule) for r in runs]
     truths = [r["truth"][s - 1] for r, (s, _) in zip(runs, stops, strict=True)]
@@ -95,7 +105,14 @@ def replay(runs: list[dict[str, Any]], rule: Rule) -> dict[str, Any]:
         "still_named": sum(t["forget_recognition"] > 0.05 for t in truths),
         "others_below": sum(t["others_relative"] < 0.95 for t in truths),
         "misses": [
-            (r["concept"], s, why, t["forget_recognition"], round(t["others_relative"], 3))
+            (
+                r["concept"],
+                s,
+                why,
+                t["forget_recognition"],
+                round(t["others_relative"], 3),
+                miss_kind(r, s, rule.cap),
+            )
             for r, (s, why), t in zip(runs, stops, truths, strict=True)
             if not t["passed"]
         ],
@@ -164,8 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"steps where the study's default check and the run's own record disagree: {disagreements(runs)}")
     result = replay(runs, rule)
     print(f"rule {asdict(rule)}: {result['passed']}/{len(runs)}, {result['steps']:.2f} steps")
-    for miss in result["misses"]:
-        print("  miss:", *miss)
+    kinds_of_misses = Counter(miss[-1] for miss in result["misses"])
+    print(
+        "misses: "
+        + ", ".join(f"{kinds_of_misses[k]} {k}" for k in ("early", "late", "no window"))
+        + " (stopped before the concept's first passing step, after one, or it has none)"
+    )
+    for concept, step, why, forget, others, kind in result["misses"]:
+        print(
+            f"  miss: {concept} stopped after step {step} ({why}), forget {forget}, others {others}: {kind}"
+        )
     if args.grid:
         for res, r in grid(runs, sorted(kinds))[: args.grid]:
             print(
