@@ -22,7 +22,13 @@ def replay_module() -> Any:
 
 
 def step(
-    t: int, named: list[bool], logps: list[float], passed: bool, drift: float = 0.0, forget: float = 0.0
+    t: int,
+    named: list[bool],
+    logps: list[float],
+    passed: bool,
+    drift: float = 0.0,
+    forget: float = 0.0,
+    others: float = 1.0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One recorded step: the truth (held-out figures, the check questions on views 0, 1, ...) and the
     rule's own record (drift, the others' drop)."""
@@ -30,7 +36,7 @@ def step(
         "step": t,
         "passed": passed,
         "forget_recognition": forget if not passed else 0.0,
-        "others_relative": 1.0,
+        "others_relative": others,
         "kinds": {
             "colour": {
                 "views": list(range(len(named))),
@@ -67,16 +73,19 @@ def test_patience_waits_for_the_held_out_pictures(replay_module: Any) -> None:
 
 
 def test_a_stop_after_the_window_and_one_with_none(replay_module: Any) -> None:
-    # all three goals only at steps 2-3; the check views clear from step 3 on
+    # all three goals only at steps 2-3 (then the others fall); the check views clear from step 3 on
     narrow = run(
         "narrow",
-        [step(1, *NAMED, False), step(2, *NAMED, True)] + [step(t, *GONE, t == 3) for t in (3, 4, 5, 6)],
+        [step(1, *NAMED, False, forget=0.5), step(2, *NAMED, True), step(3, *GONE, True)]
+        + [step(t, *GONE, False, others=0.9) for t in (4, 5, 6)],
     )
     never = run("never", [step(t, *NAMED, False, forget=1.0) for t in range(1, 5)])
     result = replay_module.replay([narrow, never], replay_module.Rule(patience=2, cap=4))
     assert [m[0] for m in result["misses"]] == ["narrow", "never"]
     assert result["misses"][0][1:3] == (4, "cap")  # forgotten since 3: patience 2 would stop after 5
+    assert result["misses"][0][3:] == (0.0, 0.9, "late")
     assert [m[-1] for m in result["misses"]] == ["late", "no window"]
+    assert result["others_below"] == 1 and result["still_named"] == 1
     assert result["steps"] == 4
 
 
