@@ -6,7 +6,9 @@ held-out images
   forget      recognition of the forgotten concept               (goal <= 0.05)
   others      the other concepts' recognition / the original's   (goal >= 0.95)
   facts       text facts about the forgotten concept answered    (goal >= 0.90)
-and print the means over concepts (and how many concepts met all three goals).
+and print the means over concepts (and how many concepts met all three goals). A run that keeps the
+others below the goal also prints which of them lost held-out pictures (every run's list, before and
+after: ``others_fell`` in --json).
 
     python scripts/unlearn_acceptance.py                      # default world, cached model ($SIU_HOME)
     python scripts/unlearn_acceptance.py --micro --methods siu,siu_no_vocab_mask --concepts tesquo-velrix
@@ -213,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
                 unlearned = VLM.load(out)
                 after, _ = concept_scores(unlearned, probes)
                 summary = forgetting_summary(before, after, slug)
+                # which other concepts lost held-out pictures: [before, after], the worst first
+                fell = {o: [before[o]["recognition"], after[o]["recognition"]] for o in before if o != slug}
+                summary["others_fell"] = dict(
+                    sorted(
+                        ((o, v) for o, v in fell.items() if v[1] < v[0]), key=lambda kv: kv[1][1] - kv[1][0]
+                    )
+                )
                 if args.butterfly:
                     summary["butterfly"] = {"unlearned": butterfly(unlearned, slug), **references[slug]}
                 runs.append(
@@ -241,7 +250,13 @@ def main(argv: list[str] | None = None) -> int:
                         if args.butterfly
                         else ""
                     )
-                    + f"({time.perf_counter() - start:.0f} s)",
+                    + f"({time.perf_counter() - start:.0f} s)"
+                    + (
+                        "\n    others fell: "
+                        + ", ".join(f"{o} {b:.2f} -> {a:.2f}" for o, (b, a) in summary["others_fell"].items())
+                        if summary["others_relative"] < OTHERS_MIN_RELATIVE
+                        else ""
+                    ),
                     file=sys.stderr,
                     flush=True,
                 )
