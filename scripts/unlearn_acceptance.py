@@ -216,12 +216,12 @@ def main(argv: list[str] | None = None) -> int:
                 after, _ = concept_scores(unlearned, probes)
                 summary = forgetting_summary(before, after, slug)
                 # which other concepts lost held-out pictures: [before, after], the worst first
-                fell = {o: [before[o]["recognition"], after[o]["recognition"]] for o in before if o != slug}
-                summary["others_fell"] = dict(
-                    sorted(
-                        ((o, v) for o, v in fell.items() if v[1] < v[0]), key=lambda kv: kv[1][1] - kv[1][0]
-                    )
-                )
+                fell = {
+                    o: [before[o]["recognition"], after[o]["recognition"]]
+                    for o in before
+                    if o != slug and after[o]["recognition"] < before[o]["recognition"]
+                }
+                summary["others_fell"] = dict(sorted(fell.items(), key=lambda kv: kv[1][1] - kv[1][0]))
                 if args.butterfly:
                     summary["butterfly"] = {"unlearned": butterfly(unlearned, slug), **references[slug]}
                 runs.append(
