@@ -15,12 +15,29 @@ from siu.eval.forgetting import concept_scores, recognition_probes
 from siu.models.adapter import VLM
 from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.run import unlearn
-from siu.unlearn.stopping import CHECK_KINDS, CHECK_VIEW_OFFSET, StopRule, StopState, _check_views
+from siu.unlearn.stopping import (
+    CHECK_KINDS,
+    CHECK_VIEW_OFFSET,
+    StopRule,
+    StopState,
+    _check_views,
+    check_row,
+)
 from siu.unlearn.views import SPECKLE_SHARE, colour_cast_view, speckled_view, view
 
 
 def _figures(named: float, logp: float = -9.0, drift: float = 0.0, others: float = 1.0) -> dict[str, float]:
     return {"named": named, "name_logprob": logp, "drift": drift, "others_named": others}
+
+
+def test_the_printed_check_names_the_other_concepts_it_loses() -> None:
+    check = _figures(0.0) | {"others_drop": 0.3, "others_lost": ["Vellem Brithovel"]}
+    check["others_worst"] = {"name": "Vellem Brithovel", "drop": 5.76}
+    row = check_row(check)
+    assert "no longer named: Vellem Brithovel" in row and "most lost: Vellem Brithovel -5.76" in row
+    # under a nat the worst name is the ordinary wobble, and nobody lost: neither is printed
+    quiet_row = check_row(check | {"others_lost": [], "others_worst": {"name": "X", "drop": 0.4}})
+    assert "no longer named" not in quiet_row and "most lost" not in quiet_row
 
 
 def test_stops_once_forgotten_for_patience_steps() -> None:
@@ -171,6 +188,15 @@ def test_any_method_takes_the_rule_from_the_command_line(
     assert run["steps_taken"] == 3 and len(run["stopping"]["checks"]) == 3
     first = run["stopping"]["checks"][0]
     assert {"named", "name_logprob", "drift", "others_named", "others_drop"} <= set(first)
+    # which other concepts: the ones no longer named are as many as the share says, and the worst
+    # drop is at least the mean
+    checked = run["stopping"]["other_concepts_checked"]
+    others = {c.name for c in load_benchmark(world).concepts if c.slug != CONCEPT}
+    for check in run["stopping"]["checks"]:
+        assert set(check["others_lost"]) <= others
+        assert len(check["others_lost"]) == round((1 - check["others_named"]) * checked)
+        assert check["others_worst"]["name"] in others
+        assert check["others_worst"]["drop"] >= check["others_drop"] - 1e-9
     # a baseline keeps its fixed budget unless asked: no checks, no cost
     plain = unlearn(
         model, CONCEPT, None, world, UnlearnConfig(method="npo", steps=2), tmp_path / "p", log=quiet

@@ -274,6 +274,12 @@ def measure(data: StopData, vlm: VLM) -> dict[str, Any]:
         now = _first_name_logprobs(vlm, data.others.answered)
         drops = [o - n for o, n in zip(data.others_logprob, now, strict=True)]
         figures["others_drop"] = sum(drops) / len(drops)
+        # which ones: a mean over every other concept can hide one of them collapsing
+        worst = max(range(len(drops)), key=drops.__getitem__)
+        figures["others_worst"] = {"name": data.others.names[worst][0], "drop": drops[worst]}
+        figures["others_lost"] = [
+            names[0] for names, hit in zip(data.others.names, hits, strict=True) if not hit
+        ]
     return figures
 
 
@@ -287,7 +293,7 @@ class StopState:
     stopped_at: int | None = None
     reason: str = ""
 
-    def decide(self, step: int, figures: dict[str, float]) -> bool:
+    def decide(self, step: int, figures: dict[str, Any]) -> bool:
         """Record the figures of ``step``; True to stop after it."""
         rule = self.rule
         # without check questions the original answered with the name, forgetting cannot be seen
@@ -347,6 +353,11 @@ def check_row(check: dict[str, Any]) -> str:
         parts.append(
             f"others named {check['others_named']:.2f}, their names' log-p {-check['others_drop']:+.2f}"
         )
+        if check.get("others_lost"):
+            parts.append(f"no longer named: {', '.join(check['others_lost'])}")
+        worst = check.get("others_worst")
+        if worst and worst["drop"] >= 1.0:  # below a nat it is the ordinary wobble of a name
+            parts.append(f"most lost: {worst['name']} {-worst['drop']:+.2f}")
     if check.get("stop"):
         parts.append(f"-> stop: {check['stop']}")
     return parts[0] + " " + ", ".join(parts[1:])
