@@ -156,6 +156,7 @@ def test_auto_stops_by_the_rule_and_what_it_stopped_on_holds_on_held_out_picture
     assert [c["step"] for c in stopping["checks"]] == list(range(1, taken + 1))
     assert stopping["check_questions"] > 0 and stopping["other_concepts_checked"] == 3
     assert stopping["original"]["named"] == 1.0 and stopping["original"]["others_drop"] == 0.0
+    assert "others_worst" not in stopping["original"]  # against itself nothing is worst
     saved = json.loads((tmp_path / "auto" / "run.json").read_text())
     assert saved["stopping"]["stopped_at"] == taken
     # what it stopped on holds on held-out pictures (never seen by the rule): C mostly forgotten,

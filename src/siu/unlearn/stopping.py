@@ -239,7 +239,10 @@ def build_stop_data(
         others=others,
         others_logprob=_first_name_logprobs(original, others.answered),
     )
-    data.original = measure(data, original)
+    # against itself every drop is 0 and nobody is lost: only the figures that say where it starts
+    data.original = {
+        k: v for k, v in measure(data, original).items() if k not in ("others_worst", "others_lost")
+    }
     return data
 
 
