@@ -21,6 +21,8 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from siu.eval.forgetting import FORGET_MAX, OTHERS_MIN_RELATIVE
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -96,14 +98,30 @@ def miss_kind(run: dict[str, Any], step: int, cap: int) -> str:
     return "early" if step < window[0] else "late"
 
 
+def others_at(run: dict[str, Any], step: int) -> str | None:
+    """For a stop after ``step`` that misses on the others: which of them fell on held-out pictures (the
+    study's truth) beside those the rule's check saw no longer named on their own pictures (None when
+    the study recorded neither, as studies before ``others_fell`` did)."""
+    truth, check = run["truth"][step - 1], run["checks"][step - 1]
+    if "others_fell" not in truth and "others_lost" not in check:
+        return None
+    fell = (
+        ", ".join(f"{o} {b:.2f} -> {a:.2f}" for o, (b, a) in truth["others_fell"].items()) or "none fell"
+        if "others_fell" in truth
+        else "not recorded"
+    )
+    lost = ", ".join(check["others_lost"]) or "none" if "others_lost" in check else "not recorded"
+    return f"held-out pictures: {fell}; the check saw lost: {lost}"
+
+
 def replay(runs: list[dict[str, Any]], rule: Rule) -> dict[str, Any]:
     stops = [stop_step(r, rule) for r in runs]
     truths = [r["truth"][s - 1] for r, (s, _) in zip(runs, stops, strict=True)]
     return {
         "passed": sum(t["passed"] for t in truths),
         "steps": mean(s for s, _ in stops),
-        "still_named": sum(t["forget_recognition"] > 0.05 for t in truths),
-        "others_below": sum(t["others_relative"] < 0.95 for t in truths),
+        "still_named": sum(t["forget_recognition"] > FORGET_MAX for t in truths),
+        "others_below": sum(t["others_relative"] < OTHERS_MIN_RELATIVE for t in truths),
         "misses": [
             (
                 r["concept"],
@@ -187,10 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{kinds_of_misses[k]} {k}" for k in ("early", "late", "no window"))
         + " (stopped before the concept's first passing step, after one, or it has none)"
     )
+    by_concept = {r["concept"]: r for r in runs}
     for concept, step, why, forget, others, kind in result["misses"]:
         print(
             f"  miss: {concept} stopped after step {step} ({why}), forget {forget}, others {others}: {kind}"
         )
+        seen = others_at(by_concept[concept], step) if others < OTHERS_MIN_RELATIVE else None
+        if seen:
+            print(f"    others: {seen}")
     if args.grid:
         for res, r in grid(runs, sorted(kinds))[: args.grid]:
             print(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from siu.bench.load import load_benchmark
-from siu.eval.forgetting import concept_scores, forgetting_summary, recognition_probes
+from siu.eval.forgetting import concept_scores, forgetting_summary, others_fell, recognition_probes
 from siu.models.adapter import VLM
 from siu.unlearn.config import UnlearnConfig
 from siu.unlearn.run import unlearn
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                     "step": step,
                     **{key: s[key] for key in ("forget_recognition", "others_relative", "facts", "passed")},
                     "held_out_named": held_out,
+                    "others_fell": others_fell(before, after, slug),
                     "kinds": {
                         kind: {"views": named.views, **own_figures(named, vlm, each=True)}
                         for kind, named in variants.items()

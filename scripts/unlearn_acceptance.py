@@ -44,6 +44,7 @@ from siu.eval.forgetting import (
     OTHERS_MIN_RELATIVE,
     concept_scores,
     forgetting_summary,
+    others_fell,
     recognition_probes,
 )
 from siu.models.adapter import VLM
@@ -215,13 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 unlearned = VLM.load(out)
                 after, _ = concept_scores(unlearned, probes)
                 summary = forgetting_summary(before, after, slug)
-                # which other concepts lost held-out pictures: [before, after], the worst first
-                fell = {
-                    o: [before[o]["recognition"], after[o]["recognition"]]
-                    for o in before
-                    if o != slug and after[o]["recognition"] < before[o]["recognition"]
-                }
-                summary["others_fell"] = dict(sorted(fell.items(), key=lambda kv: kv[1][1] - kv[1][0]))
+                summary["others_fell"] = others_fell(before, after, slug)
                 if args.butterfly:
                     summary["butterfly"] = {"unlearned": butterfly(unlearned, slug), **references[slug]}
                 runs.append(

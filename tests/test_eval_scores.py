@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from siu.eval.forgetting import forgetting_summary, others_fell
 from siu.eval.scores import (
     auc,
     c_dis_distance,
@@ -99,3 +100,24 @@ def test_perturbations_are_deterministic_and_keep_the_size() -> None:
         assert a.size == image.size and a.tobytes() == b.tobytes(), name
     assert PERTURBATIONS["flip"](image).getpixel((31, 5)) == (40, 40, 200)
     assert PERTURBATIONS["jpeg"](image).tobytes() != image.tobytes()
+
+
+def test_the_acceptance_figures_and_which_others_fell() -> None:
+    before = {
+        "c": {"recognition": 1.0, "facts": 1.0},
+        "a": {"recognition": 1.0},
+        "b": {"recognition": 0.875},
+        "d": {"recognition": 0.5},
+    }
+    after = {
+        "c": {"recognition": 0.0, "facts": 0.9},
+        "a": {"recognition": 0.75},
+        "b": {"recognition": 0.125},
+        "d": {"recognition": 0.625},
+    }
+    s = forgetting_summary(before, after, "c")
+    # others: (0.75 + 0.125 + 0.625) / 3 = 0.5 against (1 + 0.875 + 0.5) / 3 = 0.7917
+    assert s["others_relative"] == pytest.approx(1.5 / 2.375)
+    assert s["forget_recognition"] == 0.0 and s["facts"] == 0.9 and s["passed"] is False
+    # b fell by 0.75, a by 0.25; d rose, c is the concept itself
+    assert others_fell(before, after, "c") == {"b": [0.875, 0.125], "a": [1.0, 0.75]}

@@ -99,3 +99,19 @@ def test_the_retain_budget_and_the_worst_question(replay_module: Any) -> None:
     split = run("split", [step(1, [False, False], [-1.0, -5.0], True)])
     assert replay_module.stop_step(split, replay_module.Rule(patience=0)) == (1, "forgotten")
     assert replay_module.looks_forgotten(split["truth"][0], replay_module.Rule(agg="max")) is False
+
+
+def test_a_miss_on_the_others_says_which_fell_and_which_the_check_saw(replay_module: Any) -> None:
+    falling = run("falling", [step(1, *NAMED, False, others=0.9), step(2, *GONE, False, others=0.9)])
+    assert replay_module.others_at(falling, 2) is None  # an older study: neither recorded
+    falling["truth"][1]["others_fell"] = {"vellem": [0.875, 0.125], "kalem": [1.0, 0.75]}
+    falling["checks"][1]["others_lost"] = ["Vellem"]
+    assert replay_module.others_at(falling, 2) == (
+        "held-out pictures: vellem 0.88 -> 0.12, kalem 1.00 -> 0.75; the check saw lost: Vellem"
+    )
+    del falling["truth"][1]["others_fell"]  # a study from before others_fell: said, not taken as none
+    assert replay_module.others_at(falling, 2) == (
+        "held-out pictures: not recorded; the check saw lost: Vellem"
+    )
+    falling["truth"][1]["others_fell"], falling["checks"][1]["others_lost"] = {}, []
+    assert replay_module.others_at(falling, 2) == "held-out pictures: none fell; the check saw lost: none"

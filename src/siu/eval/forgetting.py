@@ -88,3 +88,16 @@ def forgetting_summary(
         and summary["facts"] >= FACTS_MIN
     )
     return summary
+
+
+def others_fell(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], concept: str
+) -> dict[str, list[float]]:
+    """The other concepts whose held-out recognition fell: ``{slug: [before, after]}``, the largest
+    fall first (which ones make ``others_relative`` miss)."""
+    fell = {
+        slug: [before[slug]["recognition"], after[slug]["recognition"]]
+        for slug in before
+        if slug != concept and after[slug]["recognition"] < before[slug]["recognition"]
+    }
+    return dict(sorted(fell.items(), key=lambda kv: kv[1][1] - kv[1][0]))
