@@ -21,7 +21,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from siu.eval.forgetting import FORGET_MAX, OTHERS_MIN_RELATIVE
+from siu.eval.forgetting import FORGET_MAX, OTHERS_MIN_RELATIVE, fell_text
 
 
 @dataclass(frozen=True)
@@ -105,11 +105,7 @@ def others_at(run: dict[str, Any], step: int) -> str | None:
     truth, check = run["truth"][step - 1], run["checks"][step - 1]
     if "others_fell" not in truth and "others_lost" not in check:
         return None
-    fell = (
-        ", ".join(f"{o} {b:.2f} -> {a:.2f}" for o, (b, a) in truth["others_fell"].items()) or "none fell"
-        if "others_fell" in truth
-        else "not recorded"
-    )
+    fell = fell_text(truth["others_fell"]) or "none fell" if "others_fell" in truth else "not recorded"
     lost = ", ".join(check["others_lost"]) or "none" if "others_lost" in check else "not recorded"
     return f"held-out pictures: {fell}; the check saw lost: {lost}"
 

@@ -43,6 +43,7 @@ from siu.eval.forgetting import (
     FORGET_MAX,
     OTHERS_MIN_RELATIVE,
     concept_scores,
+    fell_text,
     forgetting_summary,
     others_fell,
     recognition_probes,
@@ -247,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     + f"({time.perf_counter() - start:.0f} s)"
                     + (
-                        "\n    others fell: "
-                        + ", ".join(f"{o} {b:.2f} -> {a:.2f}" for o, (b, a) in summary["others_fell"].items())
+                        "\n    others fell: " + fell_text(summary["others_fell"])
                         if summary["others_relative"] < OTHERS_MIN_RELATIVE
                         else ""
                     ),

@@ -101,3 +101,8 @@ def others_fell(
         if slug != concept and after[slug]["recognition"] < before[slug]["recognition"]
     }
     return dict(sorted(fell.items(), key=lambda kv: kv[1][1] - kv[1][0]))
+
+
+def fell_text(fell: dict[str, list[float]]) -> str:
+    """``others_fell`` as one line: ``slug before -> after, ...``."""
+    return ", ".join(f"{slug} {b:.2f} -> {a:.2f}" for slug, (b, a) in fell.items())
