@@ -22,6 +22,9 @@ from statistics import mean
 from typing import Any
 
 from siu.eval.forgetting import FORGET_MAX, OTHERS_MIN_RELATIVE, fell_text
+from siu.unlearn.stopping import CHECK_PROMPTS
+
+FORMS = ("all", "noun_free", "noun")  # the check's questions: every one, or those without / with {noun}
 
 
 @dataclass(frozen=True)
@@ -41,14 +44,38 @@ class Rule:
     others_min: float = 0.0  # stop once fewer other concepts than this share are still named (0: off)
     min_steps: int = 1  # no stop before this step (StopRule.min_steps)
     cap: int = 16
+    form: str = "all"  # which of the rule's questions: FORMS
+    prompts: int = 4  # the first N of them (StopRule.prompts); studies record --check-prompts of them
 
 
-def own_figures(step: dict[str, Any], kind: str, views: int) -> tuple[float, list[float]] | None:
-    """(named, the name's first-token log-probs) on the first ``views`` check views of ``kind``."""
+def _is_template(prompt: str, template: str) -> bool:
+    """Whether ``prompt`` is ``template`` with its category noun filled in."""
+    head, noun, tail = template.partition("{noun}")
+    return prompt.startswith(head) and prompt.endswith(tail) if noun else prompt == template
+
+
+def asked(prompt: str, form: str, n: int) -> bool:
+    """Whether a rule asking the first ``n`` (0: every one) of ``CHECK_PROMPTS`` of ``form`` asks
+    ``prompt``."""
+    templates = [t for t in CHECK_PROMPTS if form == "all" or (("{noun}" in t) == (form == "noun"))]
+    return any(_is_template(prompt, t) for t in templates[: n or None])
+
+
+def own_figures(
+    step: dict[str, Any], kind: str, views: int, form: str = "all", prompts: int = 0
+) -> tuple[float, list[float]] | None:
+    """(named, the name's first-token log-probs) on the first ``views`` check views of ``kind``, on the
+    rule's first ``prompts`` questions of ``form`` (0: every one; a study that did not record which
+    question each answer is to: every answer)."""
     k = step.get("kinds", {}).get(kind)
     if not k:
         return None
-    idx = [i for i, v in enumerate(k["views"]) if v < views]
+    questions = k.get("prompts")
+    idx = [
+        i
+        for i, v in enumerate(k["views"])
+        if v < views and (questions is None or asked(questions[i], form, prompts))
+    ]
     if not idx:
         return None
     named = sum(k["named_each"][i] for i in idx) / len(idx)
@@ -57,14 +84,14 @@ def own_figures(step: dict[str, Any], kind: str, views: int) -> tuple[float, lis
 
 def looks_forgotten(truth: dict[str, Any], rule: Rule) -> bool | None:
     """The rule's "forgotten" at one recorded step; None when the original named it on no check view."""
-    figures = own_figures(truth, rule.kind, rule.views)
+    figures = own_figures(truth, rule.kind, rule.views, rule.form, rule.prompts)
     if figures is None:
         return None
     named, logps = figures
     value = mean(logps) if rule.agg == "mean" else max(logps)
     forgotten = named <= rule.named_max and value < rule.lp_max
     if rule.also_kind is not None:
-        also = own_figures(truth, rule.also_kind, rule.views)
+        also = own_figures(truth, rule.also_kind, rule.views, rule.form, rule.prompts)
         forgotten = forgotten and also is not None and also[0] <= rule.also_named_max
     return forgotten
 
@@ -135,10 +162,28 @@ def replay(runs: list[dict[str, Any]], rule: Rule) -> dict[str, Any]:
 
 def grid(runs: list[dict[str, Any]], kinds: list[str]) -> list[tuple[dict[str, Any], Rule]]:
     rows = []
-    for kind, views, agg, lp, patience, others in itertools.product(
-        kinds, (4, 6, 8), ("mean", "max"), (-1.0, -2.0, -3.0, -4.0, -6.0), (0, 1, 2, 3), (0.5, 1.0, None)
+    recorded = any("prompts" in k for r in runs for k in r["truth"][0].get("kinds", {}).values())
+    # the question forms only where the studies recorded which question each answer is to
+    forms = [("all", 4), ("all", 0), ("noun_free", 0), ("noun", 0)] if recorded else [("all", 4)]
+    for kind, views, agg, lp, patience, others, (form, n) in itertools.product(
+        kinds,
+        (4, 6, 8),
+        ("mean", "max"),
+        (-1.0, -2.0, -3.0, -4.0, -6.0),
+        (0, 1, 2, 3),
+        (0.5, 1.0, None),
+        forms,
     ):
-        rule = Rule(kind=kind, views=views, agg=agg, lp_max=lp, patience=patience, others_budget=others)
+        rule = Rule(
+            kind=kind,
+            views=views,
+            agg=agg,
+            lp_max=lp,
+            patience=patience,
+            others_budget=others,
+            form=form,
+            prompts=n,
+        )
         rows.append((replay(runs, rule), rule))
     rows.sort(key=lambda row: (row[0]["passed"], -row[0]["steps"], row[1].patience), reverse=True)
     return rows
@@ -156,6 +201,8 @@ def parse_rule(pairs: list[str], kinds: set[str]) -> Rule:
         rule = replace(rule, **{key: None if value == "none" else cast(value)})
     if rule.agg not in ("mean", "max"):
         raise SystemExit(f"agg must be mean or max, got {rule.agg!r}")
+    if rule.form not in FORMS:
+        raise SystemExit(f"form must be one of {', '.join(FORMS)}, got {rule.form!r}")
     for kind in (rule.kind, rule.also_kind):
         if kind is not None and kind not in kinds:
             raise SystemExit(

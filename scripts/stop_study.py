@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         help="check-view kinds to record beside the rule's own, per question (default: all)",
     )
     ap.add_argument("--check-views", type=int, default=12, help="views per kind recorded")
+    ap.add_argument(
+        "--check-prompts",
+        type=int,
+        default=4,
+        help="the rule's naming questions asked per view and recorded (CHECK_PROMPTS' first N)",
+    )
     ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.model is None:
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         image = bench.load_image(concept, concept.forget_image)
         variants = {
             kind: own_questions(
-                StopRule(check_views=args.check_views, check_kind=kind),
+                StopRule(check_views=args.check_views, check_kind=kind, prompts=args.check_prompts),
                 [concept],
                 [image],
                 bench,
@@ -98,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
                     "held_out_named": held_out,
                     "others_fell": others_fell(before, after, slug),
                     "kinds": {
-                        kind: {"views": named.views, **own_figures(named, vlm, each=True)}
+                        kind: {
+                            "views": named.views,
+                            "prompts": [q.prompt for q in named.questions],
+                            **own_figures(named, vlm, each=True),
+                        }
                         for kind, named in variants.items()
                         if named.questions
                     },

@@ -115,3 +115,24 @@ def test_a_miss_on_the_others_says_which_fell_and_which_the_check_saw(replay_mod
     )
     falling["truth"][1]["others_fell"], falling["checks"][1]["others_lost"] = {}, []
     assert replay_module.others_at(falling, 2) == "held-out pictures: none fell; the check saw lost: none"
+
+
+def test_questions_of_one_form(replay_module: Any) -> None:
+    # view 0 asked two of the rule's questions: without the category noun (still naming it) and with it
+    truth, _ = step(1, [True, False], [-0.5, -6.0], False, forget=0.5)
+    truth["kinds"]["colour"] |= {
+        "views": [0, 0],
+        "prompts": ["Who appears in this picture?", "What name belongs to the person here?"],
+    }
+    looks = replay_module.looks_forgotten
+    rule = replay_module.Rule
+    assert looks(truth, rule(form="noun")) is True  # the noun question alone: cleared
+    assert looks(truth, rule(form="noun_free")) is False
+    assert looks(truth, rule()) is False  # the default: the first four of every form, both asked
+    assert looks(truth, rule(prompts=1)) is False  # the first question only: the noun-free one
+    del truth["kinds"]["colour"]["prompts"]  # a study that did not record its questions: every answer
+    assert looks(truth, rule(form="noun")) is False
+    truth["kinds"]["colour"]["prompts"] = ["Who is pictured here?", "Tell me which person this is."]
+    assert looks(truth, rule(form="noun_free", prompts=0)) is False  # every noun-free one: the 3rd asked
+    assert looks(truth, rule(form="noun", prompts=0)) is True
+    assert looks(truth, rule(prompts=2)) is None  # neither is among the first two: no check question

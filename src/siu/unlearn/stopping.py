@@ -49,7 +49,7 @@ from siu.unlearn.samples import (
     evaluation_prompts,
     unseen_prompts,
 )
-from siu.unlearn.views import colour_cast_view, far_view, speckled_view
+from siu.unlearn.views import colour_cast_view, far_view, plain_view, speckled_view
 
 STOPS = ("auto", "watch", "never")  # watch: check and record every step, never stop early
 # How check views are drawn from the forget image (see siu.unlearn.views).
@@ -57,6 +57,7 @@ CHECK_KINDS: dict[str, Callable[[Image.Image, int, int], Image.Image]] = {
     "colour": colour_cast_view,
     "speckle": speckled_view,
     "far": far_view,
+    "plain": plain_view,
 }
 CHECK_VIEW_OFFSET = 100  # check view k is view CHECK_VIEW_OFFSET + k: training uses views below it
 # The rule's own naming questions: phrasings no training sample uses (the training's own questions
@@ -70,6 +71,10 @@ CHECK_PROMPTS = [
     "What's the {noun} in this photo called?",
     "Who would this be?",
     "Whom does this image show?",
+    # for studies of the questions' form (scripts/stop_study.py --check-prompts): more without the noun
+    "Who is in this shot?",
+    "Who is this meant to be?",
+    "Who is it we see here?",
 ]
 
 

@@ -166,3 +166,11 @@ def far_view(image: Image.Image, k: int, seed: int) -> Image.Image:
     rng = random.Random(f"siu-far-view:{seed}:{k}")
     scale = rng.uniform(0.6, 0.7) if k % 2 else rng.uniform(1.4, 1.6)
     return _speckle(_recoloured(_placed(image, scale, 0.2, rng), k, 0.3, rng), rng)
+
+
+def plain_view(image: Image.Image, k: int, seed: int) -> Image.Image:
+    """A view drawn as the training's are (rescaled, shifted, jittered, the background repainted in
+    grey), at an index no training view uses. For studies: the original model names the concept on
+    most of these, where a colour cast often hides it (the synthetic concepts are told apart by their
+    colours), but a model can forget the training's kind of view before the concept."""
+    return view(image, k, seed, background=True)
