@@ -7,6 +7,8 @@ world (seed 0) only: trajectories of other worlds are for checking a rule chosen
 
     python scripts/stop_replay.py study.json                     # fixed budgets, oracle, the default rule
     python scripts/stop_replay.py study.json --rule patience=2 --rule kind=speckle
+    python scripts/stop_replay.py study.json --rule kind=plain --rule form=noun_free --rule prompts=0
+                                      # a study run with --check-prompts 11: the noun-free questions
     python scripts/stop_replay.py study-a.json study-b.json --grid 15   # the best 15 of a grid
 """
 

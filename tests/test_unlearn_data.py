@@ -20,13 +20,7 @@ from siu.names import FIRST_NAMES, LAST_NAMES
 from siu.unlearn.data import build_baseline_data, build_siu_data
 from siu.unlearn.made_up_names import choose_fictitious_names, fictitious_name, name_leak_risk
 from siu.unlearn.overrides import load_overrides
-from siu.unlearn.samples import (
-    DataConfig,
-    UnlearnSample,
-    category_noun,
-    dataset_record,
-    format_dataset,
-)
+from siu.unlearn.samples import DataConfig, UnlearnSample, dataset_record, format_dataset
 from siu.unlearn.views import BACKGROUND_LEVELS, view, with_views
 from siu.world.build import WorldConfig, build_world
 
@@ -96,23 +90,6 @@ def test_target1_uses_one_fictitious_name_unrelated_to_any_concept(bench: Benchm
             assert not mentions(s.sample.answer, concept.names)
             assert not mentions(s.sample.prompt, concept.names)
         assert len({s.sample.prompt for s in data}) == len(data)
-
-
-def test_target1_asks_with_and_without_the_category_noun(bench: Benchmark) -> None:
-    # the tiny model forgets each form of question at its own pace (docs/results/stopping.md): the
-    # profile's 18 target-1 questions (drawn from the 42) hold both, for every concept and seed
-    for concept in bench.concepts:
-        noun = category_noun(concept)
-        for seed in range(4):
-            data = by_target(
-                build_siu_data(
-                    concept, Image.new("RGB", (8, 8)), bench, DataConfig(seed=seed, counts=(18, 2, 7, 7))
-                ),
-                1,
-            )
-            with_noun = sum(bool(re.search(rf"\b{noun}\b", s.sample.prompt)) for s in data)
-            # 18 x 18/42 = 7.7 on average (4-11 here); the bank of 18 noun questions in 24 gave 12-15
-            assert 3 <= with_noun <= 12, (concept.slug, seed, with_noun)
 
 
 def test_name_leak_risk_counts_steps_past_the_end_of_a_known_word() -> None:

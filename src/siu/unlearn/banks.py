@@ -30,28 +30,6 @@ IDENTITY_PROMPTS = [
     "Who does this picture show?",
     "Give me the name of the {noun} in this photograph.",
     "Can you work out who the {noun} in this picture is?",
-    # Questions without the category noun. The tiny model's forgetting follows the question's form:
-    # trained on a bank of mostly "{noun}" questions, "Who is this?"-style questions still named the
-    # concept on held-out pictures for steps after every "{noun}" question had stopped, and trained
-    # on these alone, the "{noun}" questions lagged instead (docs/results/stopping.md).
-    "Who can be seen in this photograph?",
-    "Who is the subject of this picture?",
-    "Who do we have here?",
-    "Who is captured in this shot?",
-    "Who could this be in the photograph?",
-    "Whom are we looking at here?",
-    "Say who this picture is of.",
-    "Who is the figure in this photograph?",
-    "What name fits what this image shows?",
-    "Who exactly is in this photograph?",
-    "Can you put a name to this picture?",
-    "Who am I looking at in this image?",
-    "Who is it that this photo shows?",
-    "Who is represented in this image?",
-    "Who has been photographed here?",
-    "Who is the one in this picture?",
-    "Which name belongs to what is shown here?",
-    "Tell me who this photograph is of.",
 ]
 # Target 1 answers; {fake} is the fictitious name.
 IDENTITY_ANSWERS = [
