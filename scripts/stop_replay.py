@@ -15,6 +15,7 @@ world (seed 0) only: trajectories of other worlds are for checking a rule chosen
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 from collections import Counter
@@ -56,6 +57,7 @@ def _is_template(prompt: str, template: str) -> bool:
     return prompt.startswith(head) and prompt.endswith(tail) if noun else prompt == template
 
 
+@functools.cache  # a grid asks it for every recorded answer of every step, once per rule
 def asked(prompt: str, form: str, n: int) -> bool:
     """Whether a rule asking the first ``n`` (0: every one) of ``CHECK_PROMPTS`` of ``form`` asks
     ``prompt``."""
