@@ -10,6 +10,8 @@ world (seed 0) only: trajectories of other worlds are for checking a rule chosen
     python scripts/stop_replay.py study.json --rule kind=plain --rule form=noun_free --rule prompts=0
                                       # a study run with --check-prompts 11: the noun-free questions
     python scripts/stop_replay.py study-a.json study-b.json --grid 15   # the best 15 of a grid
+    python scripts/stop_replay.py study-a.json study-b.json --grid 15 --max-steps 10
+                                      # ... of the rules that stop after 10 steps or fewer on average
 """
 
 from __future__ import annotations
@@ -164,18 +166,23 @@ def replay(runs: list[dict[str, Any]], rule: Rule) -> dict[str, Any]:
     }
 
 
-def grid(runs: list[dict[str, Any]], kinds: list[str]) -> list[tuple[dict[str, Any], Rule]]:
+def grid(
+    runs: list[dict[str, Any]], kinds: list[str], max_steps: float | None = None
+) -> list[tuple[dict[str, Any], Rule]]:
+    """Rules over the live rule's settings and two it lacks (``agg``, ``form``), best first; with
+    ``max_steps`` only those whose mean stop is at most that many steps (the issue's goal: 10)."""
     rows = []
     recorded = any("prompts" in k for r in runs for k in r["truth"][0].get("kinds", {}).values())
     # the question forms only where the studies recorded which question each answer is to
-    forms = [("all", 4), ("all", 0), ("noun_free", 0), ("noun", 0)] if recorded else [("all", 4)]
-    for kind, views, agg, lp, patience, others, (form, n) in itertools.product(
+    forms = [("all", 4), ("all", 6), ("all", 0), ("noun_free", 0), ("noun", 0)] if recorded else [("all", 4)]
+    for kind, views, agg, lp, patience, others, named_max, (form, n) in itertools.product(
         kinds,
         (4, 6, 8),
         ("mean", "max"),
         (-1.0, -2.0, -3.0, -4.0, -6.0),
         (0, 1, 2, 3),
         (0.5, 1.0, None),
+        (0.0, 0.1),
         forms,
     ):
         rule = Rule(
@@ -185,10 +192,13 @@ def grid(runs: list[dict[str, Any]], kinds: list[str]) -> list[tuple[dict[str, A
             lp_max=lp,
             patience=patience,
             others_budget=others,
+            named_max=named_max,
             form=form,
             prompts=n,
         )
-        rows.append((replay(runs, rule), rule))
+        result = replay(runs, rule)
+        if max_steps is None or result["steps"] <= max_steps:
+            rows.append((result, rule))
     rows.sort(key=lambda row: (row[0]["passed"], -row[0]["steps"], row[1].patience), reverse=True)
     return rows
 
@@ -227,13 +237,30 @@ def disagreements(runs: list[dict[str, Any]]) -> int:
     return n
 
 
+def per_study(studies: dict[Path, list[dict[str, Any]]], rule: Rule) -> str:
+    """The rule on each study alone: met and mean steps (a rule chosen on pooled runs can win on one
+    and lose on another)."""
+    results = {path: replay(study, rule) for path, study in studies.items()}
+    return ", ".join(
+        f"{path.name} {res['passed']}/{len(studies[path])} at {res['steps']:.2f}"
+        for path, res in results.items()
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("studies", nargs="+", type=Path, help="stop_study.py --json outputs (runs pooled)")
     ap.add_argument("--rule", action="append", default=[], help="KEY=VALUE of Rule (repeat)")
     ap.add_argument("--grid", type=int, default=0, help="print the best N rules of a grid")
+    ap.add_argument(
+        "--max-steps",
+        type=float,
+        default=None,
+        help="the grid keeps only rules that stop after at most this many steps on average (goal: 10)",
+    )
     args = ap.parse_args(argv)
-    runs = [run for path in args.studies for run in json.loads(path.read_text())["runs"]]
+    studies = {path: json.loads(path.read_text())["runs"] for path in args.studies}
+    runs = [run for study in studies.values() for run in study]
     kinds = {k for r in runs for t in r["truth"] for k in t.get("kinds", {})}
     rule = parse_rule(args.rule, kinds)
     cap = rule.cap
@@ -242,10 +269,20 @@ def main(argv: list[str] | None = None) -> int:
     }
     oracle = sum(any(t["passed"] for t in r["truth"][:cap]) for r in runs)
     print(f"{len(runs)} runs; oracle (best step per concept, cap {cap}): {oracle}")
+    if len(studies) > 1:
+        print(
+            "  per study: "
+            + ", ".join(
+                f"{path.name} {sum(any(t['passed'] for t in r['truth'][:cap]) for r in study)}/{len(study)}"
+                for path, study in studies.items()
+            )
+        )
     print("fixed budgets: " + ", ".join(f"{s}: {n}" for s, n in fixed.items()))
     print(f"steps where the study's default check and the run's own record disagree: {disagreements(runs)}")
     result = replay(runs, rule)
     print(f"rule {asdict(rule)}: {result['passed']}/{len(runs)}, {result['steps']:.2f} steps")
+    if len(studies) > 1:
+        print("  per study: " + per_study(studies, rule))
     kinds_of_misses = Counter(miss[-1] for miss in result["misses"])
     print(
         "misses: "
@@ -261,10 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         if seen:
             print(f"    others: {seen}")
     if args.grid:
-        for res, r in grid(runs, sorted(kinds))[: args.grid]:
+        for res, r in grid(runs, sorted(kinds), args.max_steps)[: args.grid]:
             print(
                 f"{res['passed']:3d} {res['steps']:5.2f} named {res['still_named']} others {res['others_below']}  {asdict(r)}"
             )
+            if len(studies) > 1:
+                print("      " + per_study(studies, r))
     return 0
 
 

@@ -136,3 +136,22 @@ def test_questions_of_one_form(replay_module: Any) -> None:
     assert looks(truth, rule(form="noun_free", prompts=0)) is False  # every noun-free one: the 3rd asked
     assert looks(truth, rule(form="noun", prompts=0)) is True
     assert looks(truth, rule(prompts=2)) is None  # neither is among the first two: no check question
+
+
+def test_the_grid_within_a_step_budget_and_per_study(replay_module: Any) -> None:
+    # the held-out pictures clear from step 5: no rule stopping by step 4 meets the goals
+    lagging = run(
+        "lagging",
+        [step(1, *NAMED, False, forget=1.0), step(2, *NAMED, False, forget=1.0)]
+        + [step(t, *GONE, passed=t >= 5, forget=0.25) for t in range(3, 9)],
+    )
+    unbounded = replay_module.grid([lagging], ["colour"])
+    assert unbounded[0][0]["passed"] == 1
+    within = replay_module.grid([lagging], ["colour"], max_steps=4)
+    assert within and all(res["steps"] <= 4 for res, _ in within)
+    assert max(res["passed"] for res, _ in within) == 0
+    studies = {Path("a.json"): [lagging], Path("b.json"): [lagging, lagging]}
+    assert (
+        replay_module.per_study(studies, replay_module.Rule(patience=2))
+        == "a.json 1/1 at 5.00, b.json 2/2 at 5.00"
+    )
