@@ -22,6 +22,7 @@ from siu.unlearn.stopping import (
     StopState,
     _check_views,
     check_row,
+    worst_share,
 )
 from siu.unlearn.views import SPECKLE_SHARE, colour_cast_view, speckled_view, view
 
@@ -55,6 +56,14 @@ def test_a_few_answers_may_still_name_it() -> None:
     state = StopState(StopRule(mode="auto", patience=0, named_max=0.1))
     assert not state.decide(1, _figures(0.2))
     assert state.decide(2, _figures(0.05))
+
+
+def test_named_is_the_worst_forgotten_concept_in_a_joint_run() -> None:
+    # one concept still named on its one question, the other's ten cleared: pooled 1/11 < 0.1
+    hits, groups = [True] + [False] * 10, ["a"] + ["b"] * 10
+    assert worst_share(hits, groups) == 1.0
+    assert worst_share([True, False, False, False], ["a"] * 4) == 0.25  # one concept: the plain share
+    assert worst_share([False, True, False, True], ["a", "a", "b", "b"]) == 0.5
 
 
 def test_a_relapse_restarts_the_patience() -> None:

@@ -6,8 +6,9 @@ One fixed budget of steps is too much for some concepts (others are hurt) and to
 - **forgotten?** greedy answers to the training's naming questions on *check views* of the one
   forget image: views unlike the training's (a colour cast and a background of another colour, see
   :func:`siu.unlearn.views.colour_cast_view`), never trained on. ``named`` is the share of the
-  questions the original answered with the concept's name that still name it; ``name_logprob`` the
-  mean log-probability of the name's first token in the original's answers there;
+  questions the original answered with the concept's name that still name it (jointly: the highest
+  share of any one forgotten concept); ``name_logprob`` the mean log-probability of the name's first
+  token in the original's answers there;
 - **kept?** every other concept on its own forget image, where a benchmark has them (never a test
   image): ``others_named`` (still named) and ``others_drop`` (the mean loss of log-probability of
   each name's first token, in nats); and the retain data's text (the concept's facts and other
@@ -27,7 +28,7 @@ Never more than the step cap (the config's ``steps``). Every check and the decis
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -251,15 +252,25 @@ def build_stop_data(
     return data
 
 
+def worst_share(hits: Sequence[bool], groups: Sequence[Hashable]) -> float:
+    """The highest share of ``hits`` within any one group (here: a forgotten concept's questions)."""
+    by_group: dict[Hashable, list[bool]] = {}
+    for hit, group in zip(hits, groups, strict=True):
+        by_group.setdefault(group, []).append(hit)
+    return max(sum(h) / len(h) for h in by_group.values())
+
+
 @torch.no_grad()
 def own_figures(own: Named, vlm: VLM, each: bool = False) -> dict[str, Any]:
     """``named`` and ``name_logprob`` (mean; ``name_logprob_worst``: the highest) on the check
-    questions; ``each``: also per question."""
+    questions; ``each``: also per question. In a joint run ``named`` is the highest share of any one
+    forgotten concept: pooled, one concept still named on all its questions could hide among the
+    others' cleared answers whenever ``named_max`` is above 0."""
     answers = vlm.generate(own.questions, max_new_tokens=24)
     hits = [mentions(a, names) for a, names in zip(answers, own.names, strict=True)]
     values = _first_name_logprobs(vlm, own.answered)
     figures: dict[str, Any] = {
-        "named": sum(hits) / len(hits),
+        "named": worst_share(hits, [tuple(names) for names in own.names]),
         "name_logprob": sum(values) / len(values),
         "name_logprob_worst": max(values),
     }
