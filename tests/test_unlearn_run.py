@@ -320,9 +320,13 @@ def test_profiles() -> None:
     real, _ = UnlearnConfig().resolved("llava", 7_000_000_000)
     assert real.stop == "auto" and real.steps == 10 and real.lr == 3e-4
     assert real.method_instance().options.beta == 0.75
-    # on the tiny model SIU also names seven other concepts on their own pictures and waits two steps
-    # more; the paper's data and rule for real models and for the other methods; the user's settings win
-    assert (cfg.others_pictures, cfg.stop_rule, cfg.stop_settings().patience) == (7, {"patience": 2}, 2)
+    # on the tiny model SIU also names seven other concepts on their own pictures, waits two steps more
+    # and asks six questions on eight check views, one answer in ten may still name it; the paper's
+    # data and rule for real models and for the other methods; the user's settings win, one by one
+    siu_rule = {"patience": 2, "check_views": 8, "prompts": 6, "named_max": 0.1}
+    assert (cfg.others_pictures, cfg.stop_rule) == (7, siu_rule)
+    rule = cfg.stop_settings()
+    assert (rule.patience, rule.check_views, rule.prompts, rule.named_max) == (2, 8, 6, 0.1)
     assert (real.others_pictures, real.stop_rule, npo.others_pictures) == (0, {}, 0)
     mine, _ = UnlearnConfig(others_pictures=0, stop_rule={"patience": 1, "min_steps": 2}).resolved("llava", 1)
-    assert mine.others_pictures == 0 and mine.stop_rule == {"patience": 1, "min_steps": 2}
+    assert mine.others_pictures == 0 and mine.stop_rule == siu_rule | {"patience": 1, "min_steps": 2}

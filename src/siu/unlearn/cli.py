@@ -46,8 +46,8 @@ dropout 0.05 on the language model's linear layers; AdamW lr 3e-4, cosine, warm-
 6 steps) for real models, and a profile tuned for the synthetic world's tiny model (LoRA, batches
 of 32, target counts 18/2/7/7, three made-up identities, nine views of the forget image; SIU there
 also names seven other concepts on their own forget images, weighs the Dual Masked KL 2 instead of
-0.75 and trains at a constant lr 5.5e-4 until the stopping rule, patience 2, says the concept is
-forgotten, 16 steps at most).
+0.75 and trains at a constant lr 5.5e-4 until the stopping rule (patience 2; six questions on eight
+check views, one answer in ten may still name it) says the concept is forgotten, 16 steps at most).
 Every value can be overridden below, or in a --config file. The output directory receives the
 unlearned model (LoRA merged unless --adapter-only), the processor and run.json (config, data set,
 per-step losses, versions).
@@ -287,7 +287,8 @@ def add_training_options(p: argparse.ArgumentParser, one_run: bool = True) -> No
         metavar="SETTING=VALUE",
         help="change a setting of the stopping rule, e.g. --stop-rule patience=2 (settings: "
         + ", ".join(f"{f.name} {f.default!r}" for f in dataclasses.fields(StopRule) if f.name != "mode")
-        + "; SIU on the synthetic world's tiny model: patience 2; see docs/stopping.md)",
+        + "; SIU on the synthetic world's tiny model: patience 2, check_views 8, prompts 6, named_max 0.1; "
+        + "see docs/stopping.md)",
     )
     train.add_argument(
         "--reference",

@@ -39,7 +39,10 @@ class Siu(Method):
     # constant lr of 5.5e-4 makes each step a small, even move, so the rule can stop at the right one;
     # seven other concepts named on their own pictures, held to the original by a Dual Masked KL of
     # weight 2 (the paper's 0.75 let them go), keep their names while the concept's goes, and a
-    # patience of 2 waits for the held-out pictures, which lag the check views (docs/stopping.md).
+    # patience of 2 waits for the held-out pictures, which lag the check views. The check asks six
+    # questions (two without the category noun, the form whose held-out questions lag) on eight
+    # views, since the colour casts hide many concepts from the original itself and 4 x 6 often left
+    # a handful; with that many, one answer in ten may still name it (docs/stopping.md).
     profile_overrides: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {
             "stop": "auto",
@@ -47,7 +50,7 @@ class Siu(Method):
             "lr": 5.5e-4,
             "schedule": "constant",
             "others_pictures": 7,
-            "stop_rule": {"patience": 2},
+            "stop_rule": {"patience": 2, "check_views": 8, "prompts": 6, "named_max": 0.1},
             "options": {"beta": 2.0},
         },
         "paper": {"stop": "auto", "steps": 10},
